@@ -1,0 +1,136 @@
+// Local files: a checked sequential reader and an atomic writer.
+//
+// Every error names the path and, where it applies, the byte offset and the
+// operating system's reason (strerror).
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cumulus/core/error.hpp>
+
+namespace cumulus::io {
+
+// A regular file opened for reading from the start, one exact read after another.
+class InputFile {
+public:
+    explicit InputFile(const std::string& path) : path_(path) {
+        do {
+            fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        } while (fd_ < 0 && errno == EINTR);
+        if (fd_ < 0) CUMULUS_FAIL("cannot open '", path, "' for reading: ", std::strerror(errno));
+        struct stat st;
+        if (::fstat(fd_, &st) != 0) {
+            int err = errno;
+            ::close(fd_);
+            CUMULUS_FAIL("cannot stat '", path, "': ", std::strerror(err));
+        }
+        if (!S_ISREG(st.st_mode)) {
+            ::close(fd_);
+            CUMULUS_FAIL("'", path, "' is not a regular file");
+        }
+        size_ = static_cast<std::uint64_t>(st.st_size);
+    }
+    InputFile(const InputFile&) = delete;
+    InputFile& operator=(const InputFile&) = delete;
+    ~InputFile() { ::close(fd_); }
+
+    const std::string& path() const { return path_; }
+    // The size when the file was opened.
+    std::uint64_t size() const { return size_; }
+    std::uint64_t offset() const { return offset_; }
+
+    // Reads exactly n bytes at the current offset; `what` names them in errors.
+    void read_exact(void* dst, std::size_t n, const char* what) {
+        auto* p = static_cast<unsigned char*>(dst);
+        std::size_t got = 0;
+        while (got < n) {
+            ssize_t r = ::read(fd_, p + got, n - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0)
+                CUMULUS_FAIL("'", path_, "': reading ", what, " (", n, " bytes at offset ", offset_ + got,
+                             ") failed: ", std::strerror(errno));
+            if (r == 0)
+                CUMULUS_FAIL("'", path_, "': unexpected end of file while reading ", what, ": expected ", n,
+                             " bytes at offset ", offset_, ", found ", got);
+            got += static_cast<std::size_t>(r);
+        }
+        offset_ += n;
+    }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+    std::uint64_t offset_ = 0;
+};
+
+// Writes `path` all or nothing: the bytes go to `path.tmp`, are synced, and
+// the temporary is renamed over `path` by commit(). A reader sees the old file
+// or the complete new one, never a torn one. Without commit() (an exception
+// on the way), the destructor removes the temporary.
+class AtomicFileWriter {
+public:
+    explicit AtomicFileWriter(const std::string& path) : path_(path), tmp_(path + ".tmp") {
+        do {
+            fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        } while (fd_ < 0 && errno == EINTR);
+        if (fd_ < 0) CUMULUS_FAIL("cannot create '", tmp_, "' (to write '", path_, "'): ", std::strerror(errno));
+    }
+    AtomicFileWriter(const AtomicFileWriter&) = delete;
+    AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+    ~AtomicFileWriter() {
+        if (fd_ >= 0) ::close(fd_);
+        if (!committed_) ::unlink(tmp_.c_str());
+    }
+
+    void write(const void* data, std::size_t n) {
+        CUMULUS_CHECK(fd_ >= 0 && !committed_, "'", path_, "': write after commit");
+        const auto* p = static_cast<const unsigned char*>(data);
+        std::size_t done = 0;
+        while (done < n) {
+            ssize_t w = ::write(fd_, p + done, n - done);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0)
+                CUMULUS_FAIL("writing '", tmp_, "' (for '", path_, "') failed at offset ", written_ + done, ": ",
+                             std::strerror(errno));
+            done += static_cast<std::size_t>(w);
+        }
+        written_ += n;
+    }
+
+    void commit() {
+        CUMULUS_CHECK(fd_ >= 0 && !committed_, "'", path_, "': commit twice");
+        if (::fsync(fd_) != 0) CUMULUS_FAIL("syncing '", tmp_, "' failed: ", std::strerror(errno));
+        int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) CUMULUS_FAIL("closing '", tmp_, "' failed: ", std::strerror(errno));
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+            CUMULUS_FAIL("renaming '", tmp_, "' to '", path_, "' failed: ", std::strerror(errno));
+        committed_ = true;
+    }
+
+private:
+    std::string path_;
+    std::string tmp_;
+    int fd_ = -1;
+    std::uint64_t written_ = 0;
+    bool committed_ = false;
+};
+
+// Replaces `path` with the n bytes at `data`, atomically (see AtomicFileWriter).
+inline void write_file_atomic(const std::string& path, const void* data, std::size_t n) {
+    AtomicFileWriter w(path);
+    w.write(data, n);
+    w.commit();
+}
+
+}  // namespace cumulus::io
