@@ -1,0 +1,43 @@
+// matmul on 2-D tensors: the device-dispatching face of the GEMM family.
+#pragma once
+
+#include <cumulus/core/op_types.hpp>
+#include <cumulus/core/tensor.hpp>
+#include <cumulus/cpu/gemm.hpp>
+#include <cumulus/ops/dispatch.hpp>
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+#include <cumulus/cuda/gemm.cuh>
+#endif
+
+namespace cumulus::ops {
+
+// c = epilogue(alpha * op(a) op(b) + beta * c [+ bias]); a, b, c are 2-D and
+// contiguous. op(a) is (M, K), op(b) is (K, N), c is (M, N), bias is (N).
+template <typename T>
+void matmul(const Tensor<T>& a, Transpose ta, const Tensor<T>& b, Transpose tb, Tensor<T>& c, T alpha = T(1),
+            T beta = T(0), Epilogue epilogue = Epilogue::None, const Tensor<T>* bias = nullptr) {
+    CUMULUS_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "matmul: expected 2-D operands, got ",
+                  a.shape().str(), ", ", b.shape().str(), " -> ", c.shape().str());
+    const std::int64_t M = ta == Transpose::No ? a.dim(0) : a.dim(1);
+    const std::int64_t K = ta == Transpose::No ? a.dim(1) : a.dim(0);
+    const std::int64_t Kb = tb == Transpose::No ? b.dim(0) : b.dim(1);
+    const std::int64_t N = tb == Transpose::No ? b.dim(1) : b.dim(0);
+    CUMULUS_CHECK(K == Kb && c.dim(0) == M && c.dim(1) == N, "matmul: shapes do not chain: op(a) is (", M, ", ", K,
+                  "), op(b) is (", Kb, ", ", N, "), c is ", c.shape().str());
+    check_same_device("matmul", a, b);
+    check_same_device("matmul", a, c);
+    const T* bias_ptr = nullptr;
+    if (epilogue != Epilogue::None) {
+        CUMULUS_CHECK(bias != nullptr && bias->numel() == N, "matmul: the bias epilogue needs a bias of ", N,
+                      " elements");
+        check_same_device("matmul", a, *bias);
+        bias_ptr = bias->data();
+    }
+    CUMULUS_DISPATCH("matmul", a.device(),
+                     cpu::gemm(ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(),
+                               c.dim(1), epilogue, bias_ptr),
+                     cuda::gemm(ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(),
+                                c.dim(1), epilogue, bias_ptr));
+}
+
+}  // namespace cumulus::ops
