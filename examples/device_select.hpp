@@ -1,0 +1,36 @@
+// --device for the example programs: cpu, cuda, or auto (a GPU when this
+// program was built with CUDA and one is present, else the CPU).
+#pragma once
+
+#include <string>
+
+#include <cumulus/core/config.hpp>
+#include <cumulus/core/device.hpp>
+#if CUMULUS_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace examples {
+
+inline int cuda_device_count() {
+#if CUMULUS_WITH_CUDA
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
+#else
+    return 0;
+#endif
+}
+
+inline cumulus::Device select_device(const std::string& flag) {
+    if (flag == "cpu") return cumulus::Device::cpu();
+    if (flag == "cuda") {
+        CUMULUS_CHECK(cumulus::built_with_cuda, "--device cuda: this program was built without CUDA; "
+                      "use the _cuda build of it (built when nvcc is found) or --device cpu");
+        CUMULUS_CHECK(cuda_device_count() > 0, "--device cuda: no CUDA device is visible");
+        return cumulus::Device::cuda(0);
+    }
+    return cuda_device_count() > 0 ? cumulus::Device::cuda(0) : cumulus::Device::cpu();
+}
+
+}  // namespace examples
