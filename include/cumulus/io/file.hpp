@@ -4,12 +4,15 @@
 // operating system's reason (strerror).
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -131,6 +134,52 @@ inline void write_file_atomic(const std::string& path, const void* data, std::si
     AtomicFileWriter w(path);
     w.write(data, n);
     w.commit();
+}
+
+// The whole file as bytes. Throws cumulus::Error naming `path` when it cannot
+// be opened or read (missing, a directory, unreadable).
+inline std::vector<std::uint8_t> read_file(const std::string& path) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (std::filesystem::is_directory(status)) CUMULUS_FAIL("cannot read '", path, "': it is a directory");
+    errno = 0;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) CUMULUS_FAIL("cannot open '", path, "' for reading: ", std::strerror(errno));
+    struct Closer {
+        std::FILE* f;
+        ~Closer() { std::fclose(f); }
+    } closer{f};
+    // The size is only a hint (pipes and /proc files report none or a wrong
+    // one), so read until EOF, probing one byte before growing.
+    std::size_t hint = 0;
+    if (std::filesystem::is_regular_file(status)) {
+        auto size = std::filesystem::file_size(path, ec);
+        if (!ec) hint = static_cast<std::size_t>(size);
+    }
+    std::vector<std::uint8_t> bytes(hint);
+    std::size_t used = 0;
+    for (;;) {
+        if (used == bytes.size()) {
+            int c = std::fgetc(f);
+            if (c == EOF) break;
+            bytes.resize(std::max<std::size_t>(bytes.size() * 2, 65536));
+            bytes[used++] = static_cast<std::uint8_t>(c);
+        }
+        std::size_t got = std::fread(bytes.data() + used, 1, bytes.size() - used, f);
+        used += got;
+        if (got == 0) break;
+    }
+    if (std::ferror(f)) {
+        int err = errno;
+        CUMULUS_FAIL("error reading '", path, "' after ", used, " bytes: ", std::strerror(err));
+    }
+    bytes.resize(used);
+    return bytes;
+}
+
+// Writes `n` bytes to `path`, replacing it atomically.
+inline void write_file(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+    write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 }  // namespace cumulus::io

@@ -1,4 +1,4 @@
-// Whole-file reading and writing, and gzip (RFC 1952) through zlib.
+// gzip (RFC 1952) through zlib.
 //
 // Decompression never trusts its input: truncated or corrupt streams and
 // trailing garbage are errors that name the file and the byte offset, and the
@@ -9,9 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
@@ -19,6 +17,7 @@
 #include <zlib.h>
 
 #include <cumulus/core/error.hpp>
+#include <cumulus/io/file.hpp>
 
 namespace cumulus::io {
 
@@ -27,78 +26,10 @@ inline constexpr std::size_t kDefaultMaxGunzip = std::size_t{1} << 32;
 
 namespace detail {
 
-inline std::string errno_text(int err) { return err != 0 ? std::strerror(err) : "unknown error"; }
-
-struct FileCloser {
-    std::FILE* f;
-    ~FileCloser() {
-        if (f != nullptr) std::fclose(f);
-    }
-};
-
 // zlib counts in uInt; feed it at most this many bytes per call.
 inline constexpr std::size_t kZlibChunk = std::size_t{1} << 30;
 
 }  // namespace detail
-
-// The whole file as bytes. Throws cumulus::Error naming `path` when it cannot
-// be opened or read (missing, a directory, unreadable).
-inline std::vector<std::uint8_t> read_file(const std::string& path) {
-    std::error_code ec;
-    const auto status = std::filesystem::status(path, ec);
-    if (std::filesystem::is_directory(status)) CUMULUS_FAIL("cannot read '", path, "': it is a directory");
-    errno = 0;
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) CUMULUS_FAIL("cannot open '", path, "' for reading: ", detail::errno_text(errno));
-    detail::FileCloser closer{f};
-    // The size is only a hint (pipes and /proc files report none or a wrong
-    // one), so read until EOF, probing one byte before growing.
-    std::size_t hint = 0;
-    if (std::filesystem::is_regular_file(status)) {
-        auto size = std::filesystem::file_size(path, ec);
-        if (!ec) hint = static_cast<std::size_t>(size);
-    }
-    std::vector<std::uint8_t> bytes(hint);
-    std::size_t used = 0;
-    for (;;) {
-        if (used == bytes.size()) {
-            int c = std::fgetc(f);
-            if (c == EOF) break;
-            bytes.resize(std::max<std::size_t>(bytes.size() * 2, 65536));
-            bytes[used++] = static_cast<std::uint8_t>(c);
-        }
-        std::size_t got = std::fread(bytes.data() + used, 1, bytes.size() - used, f);
-        used += got;
-        if (got == 0) break;
-    }
-    if (std::ferror(f)) {
-        int err = errno;
-        CUMULUS_FAIL("error reading '", path, "' after ", used, " bytes: ", detail::errno_text(err));
-    }
-    bytes.resize(used);
-    return bytes;
-}
-
-// Writes `n` bytes to `path`, replacing it. Throws cumulus::Error naming the file.
-inline void write_file(const std::string& path, const std::uint8_t* p, std::size_t n) {
-    errno = 0;
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (f == nullptr) CUMULUS_FAIL("cannot open '", path, "' for writing: ", detail::errno_text(errno));
-    detail::FileCloser closer{f};
-    if (n > 0 && std::fwrite(p, 1, n, f) != n) {
-        int err = errno;
-        CUMULUS_FAIL("error writing ", n, " bytes to '", path, "': ", detail::errno_text(err));
-    }
-    closer.f = nullptr;
-    if (std::fclose(f) != 0) {
-        int err = errno;
-        CUMULUS_FAIL("error closing '", path, "' after writing ", n, " bytes: ", detail::errno_text(err));
-    }
-}
-
-inline void write_file(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-    write_file(path, bytes.data(), bytes.size());
-}
 
 // True when the bytes start with the gzip magic 1f 8b.
 inline bool is_gzip(const std::uint8_t* p, std::size_t n) { return n >= 2 && p[0] == 0x1f && p[1] == 0x8b; }

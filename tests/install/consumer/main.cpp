@@ -1,5 +1,8 @@
-// Uses a few core headers of an installed cumulus and checks a small result.
-// Lead: switch these to <cumulus/cumulus.hpp> once the umbrella header exists.
+// Uses an installed cumulus and checks a small result. The umbrella header
+// proves every installed header compiles with only what the exported target
+// brings; the core headers are named too, as a user including one would.
+#include <cumulus/cumulus.hpp>
+
 #include <cumulus/core/parallel.hpp>
 #include <cumulus/core/random.hpp>
 #include <cumulus/core/shape.hpp>
