@@ -26,9 +26,12 @@ std::string concat(Args&&... args) {
 
 template <typename... Args>
 [[noreturn]] void fail_check(const char* file, int line, const char* expr, Args&&... args) {
-    std::ostringstream os;
-    (os << ... << std::forward<Args>(args));
-    std::string msg = os.str();
+    std::string msg;
+    if constexpr (sizeof...(Args) > 0) {
+        std::ostringstream os;
+        (os << ... << std::forward<Args>(args));
+        msg = os.str();
+    }
     if (msg.empty()) msg = std::string("check failed: ") + expr;
     throw Error(msg + " [" + expr + " at " + file + ":" + std::to_string(line) + "]");
 }
