@@ -8,13 +8,18 @@
 // beta == 0 never reads C; alpha == 0 or K == 0 never reads A or B.
 //
 // How it is fast (the GotoBLAS / BLIS scheme): op(B) is packed in blocks of
-// KC x NC and op(A) in blocks of MC x KC into thread-local aligned buffers,
-// laid out so that a register-blocked micro-kernel reads both sequentially.
-// The micro-kernel for float uses AVX-512 or AVX2+FMA, chosen at run time
-// with __builtin_cpu_supports, so the header needs no -march flag; other CPUs
-// (and double, which the library uses for references) get a portable kernel
-// over the same blocking. Large products are split over the thread pool as
-// rectangles of C, one per thread; small ones run on the calling thread.
+// KC x NC and op(A) in blocks of MC x KC into thread-local, grow-only, aligned
+// buffers (no allocation once warm), laid out so that a register-blocked
+// micro-kernel reads both sequentially. The float micro-kernels use AVX-512
+// or AVX2+FMA through target attributes, picked at run time with
+// __builtin_cpu_supports, so consumers need no -march flag; other CPUs get a
+// portable kernel over the same blocking, and so does double (used for
+// references and gradient checks; compiled for AVX2 where the CPU has it).
+// Products above a few MFLOP are split over ThreadPool::global() as one
+// rectangle of C per thread; smaller ones run on the calling thread.
+//
+// gemm_best_isa() says which kernel set runs; gemm_with_isa() picks one (for
+// tests and benchmarks).
 #pragma once
 
 #include <algorithm>
@@ -228,7 +233,7 @@ CUMULUS_GEMM_TARGET_AVX2 void kernel_avx2(Index kc, const float* __restrict a, c
                 const __m256 old = full ? _mm256_loadu_ps(c + 8 * v) : _mm256_maskload_ps(c + 8 * v, mask[v]);
                 x = _mm256_fmadd_ps(vb, old, x);
             }
-            x = _mm256_add_ps(x, bias[v]);
+            if (t.bias) x = _mm256_add_ps(x, bias[v]);
             if (t.relu) x = _mm256_max_ps(zero, x);  // max(0, NaN) is NaN
             if (full) _mm256_storeu_ps(c + 8 * v, x);
             else _mm256_maskstore_ps(c + 8 * v, mask[v], x);
@@ -278,7 +283,7 @@ CUMULUS_GEMM_TARGET_AVX512 void kernel_avx512(Index kc, const float* __restrict 
         for (int v = 0; v < NV; ++v) {
             __m512 x = _mm512_mul_ps(va, acc[i][v]);
             if (t.read_c) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], c + 16 * v), x);
-            x = _mm512_add_ps(x, bias[v]);
+            if (t.bias) x = _mm512_add_ps(x, bias[v]);
             // Zero where x < 0 (false for NaN, which passes through).
             if (t.relu) x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), zero);
             _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
