@@ -14,7 +14,6 @@ import struct
 import time
 
 import numpy as np
-import torch
 
 
 def read_idx(path):
@@ -46,9 +45,17 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch intra-op threads")
+    ap.add_argument("--blas-threads", type=int, default=os.cpu_count(),
+                    help="OpenBLAS threads (PyTorch's GEMMs on Debian); default: all cores")
     args = ap.parse_args()
 
+    # Must be set before the BLAS library is loaded. On Debian's python3-torch
+    # the GEMMs run in OpenBLAS, and its threads and PyTorch's oversubscribe
+    # the cores when both are > 1; tools/bench-mlp tries the combinations.
+    os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+    global torch
+    import torch
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
@@ -91,6 +98,7 @@ def main():
         sync()
         secs = time.perf_counter() - t0
         print(json.dumps({"framework": "pytorch " + torch.__version__, "device": str(dev), "threads": torch.get_num_threads(),
+                          "blas_threads": args.blas_threads,
                           "epoch": epoch + 1, "epoch_seconds": round(secs, 4), "loss": round(float(total) / n, 4)}), flush=True)
 
 

@@ -87,7 +87,11 @@ private:
         if (t >= 60) return std::to_string(t / 60) + ":" + two(t % 60);
         return std::to_string(t) + "s";
     }
-    static std::string two(long long v) { return (v < 10 ? "0" : "") + std::to_string(v); }
+    static std::string two(long long v) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "%02lld", v);
+        return buf;
+    }
     static std::string format_values(const std::vector<std::pair<std::string, double>>& values) {
         std::string s;
         for (auto& [k, v] : values) s += " - " + k + ": " + format_value(v);
