@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <random>
@@ -29,35 +31,9 @@ Bytes concat(Bytes a, const Bytes& b) {
     return a;
 }
 
-// The message of the cumulus::Error that f throws (fails the test otherwise).
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    FAIL("expected a cumulus::Error");
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("cumulus_gzip_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using test_util::contains;
+using test_util::error_of;
+using test_util::TempDir;
 
 }  // namespace
 
