@@ -25,8 +25,9 @@ inline int cuda_device_count() {
 inline cumulus::Device select_device(const std::string& flag) {
     if (flag == "cpu") return cumulus::Device::cpu();
     if (flag == "cuda") {
-        CUMULUS_CHECK(cumulus::built_with_cuda, "--device cuda: this program was built without the CUDA backend; use --device cpu "
-                      "(or --device auto, which falls back to the CPU)");
+        CUMULUS_CHECK(cumulus::built_with_cuda,
+                      "--device cuda: this program was built without the CUDA backend; "
+                      "use --device cpu (or --device auto, which falls back to the CPU)");
         CUMULUS_CHECK(cuda_device_count() > 0, "--device cuda: no CUDA device is visible");
         return cumulus::Device::cuda(0);
     }
