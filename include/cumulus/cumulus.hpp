@@ -37,13 +37,19 @@
 #include <cumulus/optim/sgd.hpp>
 
 #include <cumulus/data/dataset.hpp>
+#include <cumulus/data/example.hpp>
 #include <cumulus/data/idx.hpp>
 #include <cumulus/data/mnist.hpp>
+#include <cumulus/data/pickle.hpp>
+#include <cumulus/data/tfrecord.hpp>
 
 #include <cumulus/io/checkpoint.hpp>
+#include <cumulus/io/crc32c.hpp>
 #include <cumulus/io/file.hpp>
 #include <cumulus/io/gzip.hpp>
+#include <cumulus/io/protobuf.hpp>
 #include <cumulus/io/safetensors.hpp>
+#include <cumulus/io/zstream.hpp>
 
 #include <cumulus/train/callbacks.hpp>
 #include <cumulus/train/fit.hpp>
