@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include <unistd.h>
@@ -26,7 +27,7 @@ std::string error_of(F&& f) {
     return "";
 }
 
-inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+inline bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
 // A fresh directory under the system's temporary directory, removed with its
 // contents when the object goes.

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +22,9 @@ using data::Feature;
 
 namespace {
 
+using test_util::contains;
+using test_util::error_of;
+
 Bytes hex(const std::string& h) {
     Bytes b;
     for (std::size_t i = 0; i + 1 < h.size(); i += 2)
@@ -36,19 +41,6 @@ std::string to_hex(const Bytes& b) {
     }
     return s;
 }
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    FAIL("expected a cumulus::Error");
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Hand-encoding helpers: a length-delimited field around `body`.
 Bytes len_field(std::uint32_t field, const Bytes& body) {

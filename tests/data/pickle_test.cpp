@@ -5,6 +5,8 @@
 // and a deterministic mutation loop.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -35,6 +37,10 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
+using test_util::TempDir;
+using test_util::contains;
+using test_util::error_of;
+
 const std::string kPklDir = std::string(CUMULUS_TEST_DATA_DIR) + "/mnist-pkl/";
 
 Value load_sv(std::string_view b, const pk::LoadOptions& o = {}, pk::LoadInfo* info = nullptr) {
@@ -51,8 +57,6 @@ Value load_sv(const char (&b)[N], const pk::LoadOptions& o = {}, pk::LoadInfo* i
 }
 
 std::string operator""_b(const char* p, std::size_t n) { return std::string(p, n); }
-
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
 
 // Loading `b` must throw cumulus::Error naming the file, a byte offset and every part.
 void expect_error(std::string_view b, std::initializer_list<std::string_view> parts, const pk::LoadOptions& o = {}) {
@@ -74,34 +78,7 @@ void expect_error(const char (&b)[N], std::initializer_list<std::string_view> pa
     expect_error(std::string_view(b, N - 1), parts, o);
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    FAIL("expected a cumulus::Error");
-    return "";
-}
-
 std::string s(const Value& v) { return v.as_str(); }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("cumulus_pickle_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 // The object pickled below by numpy 1.24 at protocols 0, 2, 4 and 5:
 //   {'a': np.arange(6, dtype='>i2').reshape(2, 3),

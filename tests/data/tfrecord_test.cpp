@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -31,6 +33,10 @@ using data::Feature;
 
 namespace {
 
+using test_util::TempDir;
+using test_util::contains;
+using test_util::error_of;
+
 const std::string kData = std::string(CUMULUS_TEST_DATA_DIR) + "/tfrecord/";
 const std::string kEvents = std::string(CUMULUS_TEST_DATA_DIR) + "/tfevents/";
 
@@ -43,35 +49,6 @@ std::string to_hex(const Bytes& b) {
     }
     return s;
 }
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    FAIL("expected a cumulus::Error");
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("cumulus_tfrecord_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<Bytes> read_all(const std::string& path, Compression c) {
     data::TFRecordReader r(path, c);

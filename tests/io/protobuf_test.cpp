@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -14,24 +16,14 @@ namespace pb = cumulus::io::pb;
 
 namespace {
 
+using test_util::contains;
+using test_util::error_of;
+
 Bytes hex(const std::string& h) {
     Bytes b;
     for (std::size_t i = 0; i + 1 < h.size(); i += 2) b.push_back(static_cast<std::uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
     return b;
 }
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    FAIL("expected a cumulus::Error");
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Reads every field of `b`, skipping each.
 void skip_all(const Bytes& b, const std::string& context = "msg") {
