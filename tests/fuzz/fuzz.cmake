@@ -1,5 +1,7 @@
-# libFuzzer targets: built only by clang, and only where -fsanitize=fuzzer links
-# (AppleClang and g++ have no libFuzzer). Run: ./idx_fuzz [-max_total_time=60] [corpus_dir]
+# libFuzzer targets, one per parser: built only by clang, and only where
+# -fsanitize=fuzzer links (AppleClang and g++ have no libFuzzer). Each also
+# gets a short ctest smoke run seeded with real files from ../shared/data.
+# Run one for longer: ./pickle_fuzz -max_total_time=600 [corpus_dir]
 if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   include(CheckCXXSourceCompiles)
   set(CMAKE_REQUIRED_FLAGS "-fsanitize=fuzzer")
@@ -9,21 +11,32 @@ if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     CUMULUS_HAS_LIBFUZZER)
   unset(CMAKE_REQUIRED_FLAGS)
   unset(CMAKE_REQUIRED_LINK_OPTIONS)
-  if(CUMULUS_HAS_LIBFUZZER)
-    set(fuzz_flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g)
-    add_executable(idx_fuzz ${CMAKE_CURRENT_LIST_DIR}/idx_fuzz.cpp)
-    # Not cumulus_dev_flags: its CUMULUS_SANITIZE flags may clash with these.
-    target_link_libraries(idx_fuzz PRIVATE cumulus::cumulus)
-    target_compile_options(idx_fuzz PRIVATE ${fuzz_flags} -Wall -Wextra)
-    target_link_options(idx_fuzz PRIVATE ${fuzz_flags})
-    # A short smoke run, seeded with a real gzipped IDX file when there is one.
-    set(seed_dir ${CMAKE_CURRENT_BINARY_DIR}/idx_fuzz_corpus)
-    file(MAKE_DIRECTORY ${seed_dir})
-    set(seed_src ${PROJECT_SOURCE_DIR}/../shared/data/mnist/t10k-labels-idx1-ubyte.gz)
-    if(EXISTS ${seed_src})
-      file(COPY ${seed_src} DESTINATION ${seed_dir} NO_SOURCE_PERMISSIONS)
+endif()
+
+# cumulus_add_fuzzer(NAME SEEDS file...): NAME.cpp in this folder.
+function(cumulus_add_fuzzer name)
+  cmake_parse_arguments(F "" "" "SEEDS" ${ARGN})
+  set(fuzz_flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g)
+  add_executable(${name} ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/${name}.cpp)
+  # Not cumulus_dev_flags: its CUMULUS_SANITIZE flags may clash with these.
+  target_link_libraries(${name} PRIVATE cumulus::cumulus)
+  target_compile_options(${name} PRIVATE ${fuzz_flags} -Wall -Wextra)
+  target_link_options(${name} PRIVATE ${fuzz_flags})
+  set(seed_dir ${CMAKE_CURRENT_BINARY_DIR}/${name}_corpus)
+  file(MAKE_DIRECTORY ${seed_dir})
+  foreach(seed IN LISTS F_SEEDS)
+    set(src ${PROJECT_SOURCE_DIR}/../shared/data/${seed})
+    if(EXISTS ${src})
+      file(COPY ${src} DESTINATION ${seed_dir} NO_SOURCE_PERMISSIONS)
     endif()
-    add_test(NAME idx_fuzz_smoke COMMAND idx_fuzz -runs=20000 -seed=1 -max_len=8192 ${seed_dir})
-    set_tests_properties(idx_fuzz_smoke PROPERTIES LABELS "cpu;fuzz" TIMEOUT 300)
-  endif()
+  endforeach()
+  add_test(NAME ${name}_smoke COMMAND ${name} -runs=20000 -seed=1 -max_len=8192 ${seed_dir})
+  set_tests_properties(${name}_smoke PROPERTIES LABELS "cpu;fuzz" TIMEOUT 300)
+endfunction()
+
+if(CUMULUS_HAS_LIBFUZZER)
+  cumulus_add_fuzzer(idx_fuzz SEEDS mnist/t10k-labels-idx1-ubyte.gz)
+  cumulus_add_fuzzer(pickle_fuzz SEEDS mnist-pkl/sample_weight.pkl mnist-pkl/deep_convnet_params.2022.pkl)
+  cumulus_add_fuzzer(tfrecord_fuzz SEEDS tfrecord/tiny_one_record.tfrecords tfrecord/dialog_validation_3rec.tfrecords)
+  cumulus_add_fuzzer(example_fuzz SEEDS tfrecord/tiny_one_record.tfrecords tfrecord/dialog_validation_3rec.tfrecords)
 endif()
