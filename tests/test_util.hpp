@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <cstdint>
+#include <vector>
 
 #include <unistd.h>
 
@@ -28,6 +30,17 @@ std::string error_of(F&& f) {
 }
 
 inline bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+
+// Lower-case hex of the bytes, for comparing with published test vectors.
+inline std::string to_hex(const std::vector<std::uint8_t>& b) {
+    static const char* digits = "0123456789abcdef";
+    std::string s;
+    for (auto x : b) {
+        s += digits[x >> 4];
+        s += digits[x & 15];
+    }
+    return s;
+}
 
 // A fresh directory under the system's temporary directory, removed with its
 // contents when the object goes.

@@ -24,22 +24,13 @@ namespace {
 
 using test_util::contains;
 using test_util::error_of;
+using test_util::to_hex;
 
 Bytes hex(const std::string& h) {
     Bytes b;
     for (std::size_t i = 0; i + 1 < h.size(); i += 2)
         b.push_back(static_cast<std::uint8_t>(std::stoi(h.substr(i, 2), nullptr, 16)));
     return b;
-}
-
-std::string to_hex(const Bytes& b) {
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (auto x : b) {
-        s += d[x >> 4];
-        s += d[x & 15];
-    }
-    return s;
 }
 
 // Hand-encoding helpers: a length-delimited field around `body`.

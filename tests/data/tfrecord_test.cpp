@@ -36,19 +36,10 @@ namespace {
 using test_util::TempDir;
 using test_util::contains;
 using test_util::error_of;
+using test_util::to_hex;
 
 const std::string kData = std::string(CUMULUS_TEST_DATA_DIR) + "/tfrecord/";
 const std::string kEvents = std::string(CUMULUS_TEST_DATA_DIR) + "/tfevents/";
-
-std::string to_hex(const Bytes& b) {
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (auto x : b) {
-        s += d[x >> 4];
-        s += d[x & 15];
-    }
-    return s;
-}
 
 std::vector<Bytes> read_all(const std::string& path, Compression c) {
     data::TFRecordReader r(path, c);

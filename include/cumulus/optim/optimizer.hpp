@@ -25,12 +25,13 @@ public:
     // One update of every trainable parameter.
     void step(const std::vector<nn::Parameter<T>*>& params) {
         if (slots_.empty()) create_slots(params);
-        CUMULUS_CHECK(slots_.size() == params.size() * slots_per_param(), name(), ": called with ", params.size(),
-                      " parameters, but its state was made for ", slots_.size() / std::max<std::size_t>(1, slots_per_param()));
+        const std::size_t per = slots_per_param();  // once: slot_names() builds strings
+        CUMULUS_CHECK(slots_.size() == params.size() * per, name(), ": called with ", params.size(),
+                      " parameters, but its state was made for ", slots_.size() / std::max<std::size_t>(1, per));
         ++iterations_;
         for (std::size_t i = 0; i < params.size(); ++i) {
             if (!params[i]->trainable) continue;
-            update(*params[i], &slots_[i * slots_per_param()]);
+            update(*params[i], &slots_[i * per]);
         }
     }
 
@@ -50,8 +51,9 @@ public:
     // Creates the state for `params` (zeros), so that state() can be filled from a checkpoint.
     void create_slots(const std::vector<nn::Parameter<T>*>& params) {
         slots_.clear();
+        const std::size_t per = slots_per_param();
         for (auto* p : params)
-            for (std::size_t k = 0; k < slots_per_param(); ++k)
+            for (std::size_t k = 0; k < per; ++k)
                 slots_.push_back(Tensor<T>::zeros(p->value.shape(), p->value.device()));
     }
     void to(Device d) {
