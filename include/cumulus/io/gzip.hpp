@@ -61,12 +61,14 @@ inline std::vector<std::uint8_t> gunzip_impl(const std::uint8_t* p, std::size_t 
     const std::size_t limit =
         prefix_only ? max_output : (max_output == std::numeric_limits<std::size_t>::max() ? max_output : max_output + 1);
     // ISIZE (last 4 bytes, mod 2^32) sizes the first allocation, but it is
-    // untrusted: deflate cannot expand more than about 1032:1.
+    // untrusted: trusted only up to 8x the input (typical ratios are 2-10x),
+    // so a damaged trailer cannot make us zero-fill ~1000x the input before
+    // inflate finds the damage. Larger outputs grow by doubling.
     std::size_t hint = std::size_t{64} << 10;
     if (n >= 18) {
         std::size_t isize = std::size_t(p[n - 4]) | std::size_t(p[n - 3]) << 8 | std::size_t(p[n - 2]) << 16 |
                             std::size_t(p[n - 1]) << 24;
-        std::size_t ratio_cap = n > std::numeric_limits<std::size_t>::max() / 1040 ? n : n * 1040;
+        std::size_t ratio_cap = n > std::numeric_limits<std::size_t>::max() / 8 ? n : n * 8;
         hint = std::max(hint, std::min(isize + 1, ratio_cap));
     }
     std::vector<std::uint8_t> out(std::min(hint, limit));
