@@ -2,7 +2,10 @@
 // temporary directory that removes itself.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
+#include <iostream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -61,5 +64,64 @@ struct TempDir {
     }
     std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
+
+// An interop test whose peer (a Python package, the GCS emulator) is
+// missing: "SKIPPED: <why>" and ctest's skip code 77, except under CI=true
+// (or 1), where a missing peer is a failure ("FAILED: <why>", exit 1): CI
+// must never pass an interop test that did not run.
+[[noreturn]] inline void skip_interop(const std::string& why) {
+    const char* ci = std::getenv("CI");
+    const bool in_ci = ci != nullptr && (std::string_view(ci) == "true" || std::string_view(ci) == "1");
+    std::cout << (in_ci ? "FAILED: " : "SKIPPED: ") << why
+              << (in_ci ? " (CI=true: interop tests must run)" : "") << "; run tools/setup-venv or set CUMULUS_PYTHON"
+              << std::endl;
+    std::exit(in_ci ? 1 : 77);
+}
+
+// `s` quoted for /bin/sh.
+inline std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+// The Python interpreters tried, in order: $CUMULUS_PYTHON alone when set;
+// else the project's .venv/bin/python (tools/setup-venv), each python3 on
+// PATH, then /usr/bin/python3.
+inline std::vector<std::string> python_candidates() {
+    if (const char* env = std::getenv("CUMULUS_PYTHON"); env != nullptr && *env != '\0') return {env};
+    std::vector<std::string> c;
+#ifdef CUMULUS_SOURCE_DIR
+    const std::filesystem::path venv = std::filesystem::path(CUMULUS_SOURCE_DIR) / ".venv/bin/python";
+    if (::access(venv.c_str(), X_OK) == 0) c.push_back(venv.string());
+#endif
+    if (const char* path = std::getenv("PATH")) {
+        std::stringstream ss(path);
+        std::string d;
+        while (std::getline(ss, d, ':')) {
+            const std::filesystem::path p = std::filesystem::path(d.empty() ? "." : d) / "python3";
+            if (::access(p.c_str(), X_OK) == 0) c.push_back(p.string());
+        }
+    }
+    c.push_back("/usr/bin/python3");
+    return c;
+}
+
+// The first of python_candidates() that can `import <module>` (e.g.
+// "numpy", "tensorflow"), or "" when none can. `tried`, when given,
+// receives the candidates tried, for a skip message.
+inline std::string find_python(const std::string& module, std::string* tried = nullptr) {
+    std::string list;
+    for (const auto& py : python_candidates()) {
+        list += (list.empty() ? "" : ", ") + py;
+        const std::string cmd = shell_quote(py) + " -c " + shell_quote("import " + module) + " >/dev/null 2>&1";
+        if (std::system(cmd.c_str()) == 0) {
+            if (tried) *tried = list;
+            return py;
+        }
+    }
+    if (tried) *tried = list;
+    return "";
+}
 
 }  // namespace test_util

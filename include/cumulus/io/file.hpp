@@ -1,7 +1,9 @@
 // Local files: a checked sequential reader and an atomic writer.
 //
 // Every error names the path and, where it applies, the byte offset and the
-// operating system's reason (strerror).
+// operating system's reason (strerror). Paths with a URL scheme (gs://b/o)
+// go to the file-system backend registered for it (io/fs_registry.hpp), so
+// every loader built on these reads and writes object stores too.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include <cumulus/core/error.hpp>
+#include <cumulus/io/fs_registry.hpp>
 
 namespace cumulus::io {
 
@@ -26,8 +30,13 @@ namespace cumulus::io {
 class InputFile {
 public:
     explicit InputFile(const std::string& path) : path_(path) {
+        if (!is_local_path(path)) {
+            remote_ = remote_filesystem(path)->open_read(path, ReadRange{});
+            size_ = remote_->size();
+            return;
+        }
         do {
-            fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            fd_ = ::open(local_path_of(path).c_str(), O_RDONLY | O_CLOEXEC);
         } while (fd_ < 0 && errno == EINTR);
         if (fd_ < 0) CUMULUS_FAIL("cannot open '", path, "' for reading: ", std::strerror(errno));
         struct stat st;
@@ -44,7 +53,9 @@ public:
     }
     InputFile(const InputFile&) = delete;
     InputFile& operator=(const InputFile&) = delete;
-    ~InputFile() { ::close(fd_); }
+    ~InputFile() {
+        if (fd_ >= 0) ::close(fd_);
+    }
 
     const std::string& path() const { return path_; }
     // The size when the file was opened.
@@ -55,6 +66,12 @@ public:
     void read_exact(void* dst, std::size_t n, const char* what) {
         auto* p = static_cast<unsigned char*>(dst);
         std::size_t got = 0;
+        if (remote_) {
+            got = remote_->read(p, n);
+            if (got < n)
+                CUMULUS_FAIL("'", path_, "': unexpected end of file while reading ", what, ": expected ", n,
+                             " bytes at offset ", offset_, ", found ", got);
+        }
         while (got < n) {
             ssize_t r = ::read(fd_, p + got, n - got);
             if (r < 0 && errno == EINTR) continue;
@@ -72,6 +89,7 @@ public:
 private:
     std::string path_;
     int fd_ = -1;
+    std::unique_ptr<Reader> remote_;
     std::uint64_t size_ = 0;
     std::uint64_t offset_ = 0;
 };
@@ -79,10 +97,16 @@ private:
 // Writes `path` all or nothing: the bytes go to `path.tmp`, are synced, and
 // the temporary is renamed over `path` by commit(). A reader sees the old file
 // or the complete new one, never a torn one. Without commit() (an exception
-// on the way), the destructor removes the temporary.
+// on the way), the destructor removes the temporary. On an object store the
+// bytes go to the backend's writer, whose close() (at commit) creates the
+// object in one piece.
 class AtomicFileWriter {
 public:
-    explicit AtomicFileWriter(const std::string& path) : path_(path), tmp_(path + ".tmp") {
+    explicit AtomicFileWriter(const std::string& path) : path_(path), tmp_(local_path_of(path) + ".tmp") {
+        if (!is_local_path(path)) {
+            remote_ = remote_filesystem(path)->open_write(path);
+            return;
+        }
         do {
             fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
         } while (fd_ < 0 && errno == EINTR);
@@ -91,11 +115,18 @@ public:
     AtomicFileWriter(const AtomicFileWriter&) = delete;
     AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
     ~AtomicFileWriter() {
+        if (remote_) return;  // an unclosed remote writer abandons the upload itself
         if (fd_ >= 0) ::close(fd_);
         if (!committed_) ::unlink(tmp_.c_str());
     }
 
     void write(const void* data, std::size_t n) {
+        if (remote_) {
+            CUMULUS_CHECK(!committed_, "'", path_, "': write after commit");
+            remote_->write(data, n);
+            written_ += n;
+            return;
+        }
         CUMULUS_CHECK(fd_ >= 0 && !committed_, "'", path_, "': write after commit");
         const auto* p = static_cast<const unsigned char*>(data);
         std::size_t done = 0;
@@ -111,12 +142,18 @@ public:
     }
 
     void commit() {
+        if (remote_) {
+            CUMULUS_CHECK(!committed_, "'", path_, "': commit twice");
+            remote_->close();
+            committed_ = true;
+            return;
+        }
         CUMULUS_CHECK(fd_ >= 0 && !committed_, "'", path_, "': commit twice");
         if (::fsync(fd_) != 0) CUMULUS_FAIL("syncing '", tmp_, "' failed: ", std::strerror(errno));
         int fd = fd_;
         fd_ = -1;
         if (::close(fd) != 0) CUMULUS_FAIL("closing '", tmp_, "' failed: ", std::strerror(errno));
-        if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+        if (std::rename(tmp_.c_str(), local_path_of(path_).c_str()) != 0)
             CUMULUS_FAIL("renaming '", tmp_, "' to '", path_, "' failed: ", std::strerror(errno));
         committed_ = true;
     }
@@ -125,6 +162,7 @@ private:
     std::string path_;
     std::string tmp_;
     int fd_ = -1;
+    std::unique_ptr<Writer> remote_;
     std::uint64_t written_ = 0;
     bool committed_ = false;
 };
@@ -138,7 +176,16 @@ inline void write_file_atomic(const std::string& path, const void* data, std::si
 
 // The whole file as bytes. Throws cumulus::Error naming `path` when it cannot
 // be opened or read (missing, a directory, unreadable).
-inline std::vector<std::uint8_t> read_file(const std::string& path) {
+inline std::vector<std::uint8_t> read_file(const std::string& path_or_url) {
+    if (!is_local_path(path_or_url)) {
+        auto r = remote_filesystem(path_or_url)->open_read(path_or_url, ReadRange{});
+        std::vector<std::uint8_t> bytes(static_cast<std::size_t>(r->size()));
+        const std::size_t got = r->read(bytes.data(), bytes.size());
+        if (got != bytes.size())
+            CUMULUS_FAIL("'", path_or_url, "': unexpected end of file after ", got, " of ", bytes.size(), " bytes");
+        return bytes;
+    }
+    const std::string path = local_path_of(path_or_url);
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (std::filesystem::is_directory(status)) CUMULUS_FAIL("cannot read '", path, "': it is a directory");

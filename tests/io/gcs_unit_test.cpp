@@ -1,0 +1,88 @@
+// The GCS client's encodings, checksums and header parsing; no server needed.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <cumulus/io/gcs.hpp>
+
+#include "../test_util.hpp"
+
+namespace gcs = cumulus::io::gcs;
+namespace http = cumulus::io::http;
+using test_util::contains;
+using test_util::error_of;
+
+TEST_CASE("gcs: base64 and percent-encoding") {
+    CHECK(http::base64_encode(std::string_view("")) == "");
+    CHECK(http::base64_encode(std::string_view("f")) == "Zg==");
+    CHECK(http::base64_encode(std::string_view("fo")) == "Zm8=");
+    CHECK(http::base64_encode(std::string_view("foo")) == "Zm9v");
+    CHECK(http::base64_encode(std::string_view("\xfb\xff"), true) == "-_8");
+    for (std::size_t n = 0; n < 40; ++n) {
+        std::string s;
+        for (std::size_t i = 0; i < n; ++i) s += static_cast<char>(i * 37 + n);
+        for (bool url : {false, true}) {
+            const auto b = http::base64_decode(http::base64_encode(s, url));
+            CHECK(std::string(b.begin(), b.end()) == s);
+        }
+    }
+    CHECK(contains(error_of([] { http::base64_decode("ab$c"); }), "invalid character"));
+    CHECK(http::url_encode("a/b c~.txt") == "a%2Fb%20c~.txt");
+    CHECK(http::form_encode({{"a", "1 2"}, {"b", "x&y"}}) == "a=1%202&b=x%26y");
+    CHECK(http::redact_url("http://h/upload?upload_id=secret") == "http://h/upload");
+}
+
+TEST_CASE("gcs: checksums in the JSON API's form") {
+    CHECK(gcs::crc32c_base64(cumulus::io::crc32c("hello world", 11)) == "yZRlqg==");
+    CHECK(gcs::crc32c_base64(0) == "AAAAAA==");
+    CHECK(gcs::md5_base64("hello world", 11) == "XrY7u+Ae7tCTyyK7j1rNww==");
+    CHECK(gcs::md5_base64("", 0) == "1B2M2Y8AsgTpgAmY7PhCfg==");
+    CHECK(gcs::goog_hash_value("crc32c=yZRlqg==,md5=XrY7u+Ae7tCTyyK7j1rNww==", "crc32c") == "yZRlqg==");
+    CHECK(gcs::goog_hash_value("crc32c=yZRlqg==, md5=XrY7u+Ae7tCTyyK7j1rNww==", "md5") == "XrY7u+Ae7tCTyyK7j1rNww==");
+    CHECK(gcs::goog_hash_value("md5=abc", "crc32c") == "");
+    CHECK(gcs::detail::committed_from_range("bytes=0-262143") == 262144);
+    CHECK(gcs::detail::committed_from_range("") == 0);
+}
+
+TEST_CASE("gcs: URLs, options and credentials from the environment") {
+    auto u = gcs::parse_gs_url("gs://bucket/a/b.txt");
+    CHECK(u.bucket == "bucket");
+    CHECK(u.object == "a/b.txt");
+    CHECK(gcs::parse_gs_url("gs://bucket").object == "");
+    CHECK(contains(error_of([] { gcs::parse_gs_url("gs:///x"); }), "no bucket"));
+    gcs::ClientOptions o;
+    o.chunk_size = 1000;
+    CHECK(contains(error_of([&] { gcs::Client c(o); }), "multiple of 262144"));
+
+    ::setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9/", 1);
+    CHECK(gcs::emulator_endpoint() == "http://127.0.0.1:9");
+    CHECK(gcs::default_credentials()->description() == "anonymous");
+    CHECK(gcs::ClientOptions::from_env().endpoint == "http://127.0.0.1:9");
+    ::unsetenv("STORAGE_EMULATOR_HOST");
+    ::setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", "http://localhost:1", 1);
+    CHECK(gcs::emulator_endpoint() == "http://localhost:1");
+    ::unsetenv("CLOUD_STORAGE_EMULATOR_ENDPOINT");
+    ::setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json", 1);
+    CHECK(contains(error_of([] { gcs::default_credentials(); }), "/nonexistent/key.json"));
+    ::unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    CHECK(contains(error_of([] { gcs::ServiceAccountCredentials(nlohmann::json{{"client_email", "x"}}); }),
+                   "'private_key' is missing"));
+    CHECK(contains(error_of([] {
+                       gcs::make_service_account_jwt("not a key", "sa@x", "", "aud", "scope", 0);
+                   }),
+                   "not a PEM private key"));
+}
+
+TEST_CASE("gcs: a refused connection is retried within the budget, then reported") {
+    gcs::ClientOptions o;
+    o.endpoint = "http://127.0.0.1:1";  // nothing listens on port 1
+    o.credentials = std::make_shared<gcs::AnonymousCredentials>();
+    o.retry.initial_backoff_s = 0.01;
+    o.retry.max_jitter_s = 0.01;
+    o.retry.max_total_s = 0.2;
+    gcs::Client c(o);
+    const auto err = error_of([&] { c.get_metadata("b", "o"); });
+    CHECK(contains(err, "gs://b/o"));
+    CHECK(contains(err, "giving up after"));
+}
