@@ -7,16 +7,14 @@
 #include <cumulus/core/config.hpp>
 #include <cumulus/core/device.hpp>
 #if CUMULUS_WITH_CUDA
-#include <cuda_runtime.h>
+#include <cumulus/cuda.hpp>  // registers the device memory ops; under nvcc, the kernels
 #endif
 
 namespace examples {
 
 inline int cuda_device_count() {
 #if CUMULUS_WITH_CUDA
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
-    return n;
+    return cumulus::cuda::device_count();
 #else
     return 0;
 #endif
@@ -28,7 +26,10 @@ inline cumulus::Device select_device(const std::string& flag) {
         CUMULUS_CHECK(cumulus::built_with_cuda,
                       "--device cuda: this program was built without the CUDA backend; "
                       "use --device cpu (or --device auto, which falls back to the CPU)");
-        CUMULUS_CHECK(cuda_device_count() > 0, "--device cuda: no CUDA device is visible");
+#if CUMULUS_WITH_CUDA
+        const std::string why = cumulus::cuda::unavailable_reason();
+        CUMULUS_CHECK(why.empty(), "--device cuda: no usable CUDA device (", why, ")");
+#endif
         return cumulus::Device::cuda(0);
     }
     return cuda_device_count() > 0 ? cumulus::Device::cuda(0) : cumulus::Device::cpu();

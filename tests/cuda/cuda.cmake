@@ -1,13 +1,29 @@
-# CUDA runtime smoke test: built by nvcc whenever CUDA is available, so the
-# core headers are compiled under nvcc in every CI run; it runs its kernel only
-# where a device exists and otherwise exits with the skip code. Not in a
-# sanitized build: nvcc code is not instrumented (as for cumulus_add_program).
+# The CUDA tests: plain mains built by nvcc whenever CUDA is available, so
+# every kernel compiles in every CI run; each runs only where a device exists
+# and otherwise exits with the skip code, saying why. Not in a sanitized
+# build: nvcc code is not instrumented (as for cumulus_add_program).
 if(CUMULUS_HAS_CUDA AND NOT CUMULUS_SANITIZE)
-  add_executable(cuda_runtime_test ${CMAKE_CURRENT_LIST_DIR}/runtime_test.cu)
-  target_compile_definitions(cuda_runtime_test PRIVATE CUMULUS_WITH_CUDA=1)
-  target_compile_options(cuda_runtime_test PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
-  set_target_properties(cuda_runtime_test PROPERTIES CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON)
-  target_link_libraries(cuda_runtime_test PRIVATE cumulus::cumulus cumulus_dev_flags CUDA::cudart)
-  add_test(NAME cuda_runtime_test COMMAND cuda_runtime_test)
-  set_tests_properties(cuda_runtime_test PROPERTIES LABELS cuda SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE})
+  # cumulus_add_cuda_test(NAME SOURCE [LIBS ...])
+  function(cumulus_add_cuda_test name source)
+    cmake_parse_arguments(T "" "" "LIBS" ${ARGN})
+    add_executable(${name} ${source})
+    target_compile_definitions(${name} PRIVATE CUMULUS_WITH_CUDA=1
+      CUMULUS_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/../shared/data" CUMULUS_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+    target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --extended-lambda>)
+    set_target_properties(${name} PROPERTIES CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON)
+    target_link_libraries(${name} PRIVATE cumulus::cumulus cumulus_dev_flags cumulus_test_flags CUDA::cudart ${T_LIBS})
+    add_test(NAME ${name} COMMAND ${name})
+    set_tests_properties(${name} PROPERTIES LABELS cuda SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE} TIMEOUT 600)
+  endfunction()
+
+  cumulus_add_cuda_test(cuda_runtime_test ${CMAKE_CURRENT_LIST_DIR}/runtime_test.cu)
+  cumulus_add_cuda_test(cuda_ops_vs_cpu_test ${CMAKE_CURRENT_LIST_DIR}/ops_vs_cpu_test.cu LIBS CUDA::cublas)
+  cumulus_add_cuda_test(cuda_training_test ${CMAKE_CURRENT_LIST_DIR}/training_test.cu)
+  cumulus_add_cuda_test(cuda_allocator_test ${CMAKE_CURRENT_LIST_DIR}/allocator_test.cu)
+  # Convolution and pooling against the CPU, and against cuDNN where it is installed.
+  if(TARGET cumulus_cudnn_ref)
+    cumulus_add_cuda_test(cuda_conv_vs_cpu_test ${CMAKE_CURRENT_LIST_DIR}/conv_vs_cpu_test.cu LIBS cumulus_cudnn_ref)
+  else()
+    cumulus_add_cuda_test(cuda_conv_vs_cpu_test ${CMAKE_CURRENT_LIST_DIR}/conv_vs_cpu_test.cu)
+  endif()
 endif()

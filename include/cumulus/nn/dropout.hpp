@@ -27,6 +27,14 @@ public:
         active_ = ctx.training && rate_ > 0.0f;
         if (!active_) return x;
         this->ensure(y_, x.shape());
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+        if (ctx.device_step != nullptr && x.device().is_cuda()) {
+            check_same_device("dropout_forward", x, y_);
+            cuda::dropout_forward_at(x.data(), y_.data(), x.numel(), rate_, ctx.seed,
+                                     static_cast<std::uint32_t>(this->index()), ctx.device_step);
+            return y_;
+        }
+#endif
         ops::dropout_forward(x, y_, rate_, key(ctx));
         return y_;
     }
@@ -34,6 +42,14 @@ public:
         if (!this->input_grad_needed()) return {};
         if (!active_) return dy;
         this->ensure(dx_, dy.shape());
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+        if (ctx.device_step != nullptr && dy.device().is_cuda()) {
+            check_same_device("dropout_backward", dy, dx_);
+            cuda::dropout_backward_at(dy.data(), dx_.data(), dy.numel(), rate_, ctx.seed,
+                                      static_cast<std::uint32_t>(this->index()), ctx.device_step);
+            return dx_;
+        }
+#endif
         ops::dropout_backward(dy, dx_, rate_, key(ctx));
         return dx_;
     }

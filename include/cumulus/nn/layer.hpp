@@ -31,6 +31,9 @@ struct Context {
     std::uint64_t seed = 0;   // dropout masks are keyed by (seed, layer, step)
     std::uint64_t step = 0;
     bool defer_softmax = false;  // the final softmax is fused into the loss
+    // CUDA training: when set, a device pointer that holds `step`, read by the
+    // kernels when they run (so that a replayed CUDA graph uses the new step).
+    const std::uint64_t* device_step = nullptr;
 };
 
 template <typename T>

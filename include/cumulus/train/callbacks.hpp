@@ -30,6 +30,7 @@ struct EpochLogs {
 
 struct History {
     std::vector<EpochLogs> epochs;
+    std::int64_t graph_replays = 0;  // steps run by replaying a captured CUDA graph (fit on a GPU)
 };
 
 template <typename T>

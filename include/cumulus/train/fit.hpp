@@ -30,9 +30,15 @@ struct FitOptions {
     const data::Dataset* validation = nullptr;
     std::int64_t validation_batch_size = 0;  // 0: batch_size
     int initial_epoch = 0;                   // to resume: the first epoch to run (0-based)
+    // To resume mid-epoch: the first batch of initial_epoch to run (0-based);
+    // the batch count of an epoch means the start of the next one.
+    std::int64_t initial_batch = 0;
     std::vector<Callback<T>*> callbacks;
     std::ostream* out = &std::cout;
     nn::SoftmaxCrossEntropy loss{};
+    // On a CUDA device: capture the step of a full batch into a CUDA graph
+    // once and replay it (the results are the same either way).
+    bool cuda_graph = true;
 };
 
 struct EvalResult {
@@ -79,6 +85,16 @@ struct Batch {
     }
 };
 
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+// The device loops (cumulus/cuda/fit.cuh, included at the end of this file).
+template <typename T>
+EvalResult evaluate_cuda(nn::Sequential<T>& model, const data::Dataset& dataset, std::int64_t batch_size,
+                         const nn::SoftmaxCrossEntropy& loss);
+template <typename T>
+History fit_cuda(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const data::Dataset& train,
+                 const FitOptions<T>& opt);
+#endif
+
 }  // namespace detail
 
 // Loss and accuracy of the model on `data`, in batches, without dropout.
@@ -88,6 +104,9 @@ EvalResult evaluate(nn::Sequential<T>& model, const data::Dataset& dataset, std:
     CUMULUS_CHECK(batch_size > 0, "evaluate: batch_size must be positive, got ", batch_size);
     loss.check(model);
     detail::check_fits(model.input_shape(), dataset, "evaluate");
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+    if (model.device().is_cuda()) return detail::evaluate_cuda(model, dataset, batch_size, loss);
+#endif
     const data::Dataset d = dataset.to(model.device());
     const std::int64_t n = d.size();
     const auto order = detail::epoch_order(n, false, 0, 0);
@@ -160,6 +179,9 @@ History fit(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const data
     opt.loss.check(model);
     detail::check_fits(model.input_shape(), train, "fit");
     if (opt.validation) detail::check_fits(model.input_shape(), *opt.validation, "fit (validation data)");
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+    if (model.device().is_cuda()) return detail::fit_cuda(model, optimizer, train, opt);
+#endif
     const data::Dataset d = train.to(model.device());
     const data::Dataset val = opt.validation ? opt.validation->to(model.device()) : data::Dataset();
     const std::int64_t n = d.size();
@@ -177,15 +199,25 @@ History fit(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const data
     for (auto* cb : opt.callbacks) cb->on_train_begin(model, optimizer);
     detail::Batch<T> b;
     bool stop = false;
-    for (int epoch = opt.initial_epoch; epoch < opt.epochs && !stop; ++epoch) {
+    int first_epoch = opt.initial_epoch;
+    std::int64_t first_batch = opt.initial_batch;
+    const std::int64_t batches_per_epoch = (n + opt.batch_size - 1) / opt.batch_size;
+    CUMULUS_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch, "fit: initial_batch ", first_batch,
+                  " is outside an epoch of ", batches_per_epoch, " batches");
+    if (first_batch == batches_per_epoch) {
+        ++first_epoch;
+        first_batch = 0;
+    }
+    for (int epoch = first_epoch; epoch < opt.epochs && !stop; ++epoch) {
         for (auto* cb : opt.callbacks) cb->on_epoch_begin(epoch);
         if (opt.verbose != Verbosity::Silent) out << "Epoch " << epoch + 1 << "/" << opt.epochs << "\n" << std::flush;
         ProgressBar bar(out, n, dynamic);
         const auto t0 = std::chrono::steady_clock::now();
         const auto order = detail::epoch_order(n, opt.shuffle, opt.seed, epoch);
         double loss_sum = 0.0;
-        std::int64_t correct = 0, seen = 0, batch_index = 0;
-        for (std::int64_t start = 0; start < n && !stop; start += opt.batch_size, ++batch_index) {
+        std::int64_t correct = 0, seen = 0, batch_index = epoch == first_epoch ? first_batch : 0;
+        for (std::int64_t start = batch_index * opt.batch_size; start < n && !stop;
+             start += opt.batch_size, ++batch_index) {
             const std::int64_t count = std::min(opt.batch_size, n - start);
             b.prepare(d.example_shape(), count, d.device());
             d.gather(order.data() + start, count, b.x, b.y);
@@ -234,3 +266,7 @@ History fit(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const data
 }
 
 }  // namespace cumulus::train
+
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+#include <cumulus/cuda/fit.cuh>
+#endif

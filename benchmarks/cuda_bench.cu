@@ -1,0 +1,230 @@
+// The CUDA kernels next to their references, on the device: the hand-written
+// SGEMM next to cuBLAS SGEMM (FP32, tensor cores off) at the MLP's shapes
+// (batch 128, forward and both backward products) and at 1024^3 .. 4096^3;
+// the fused softmax cross-entropy and the fused optimizer update next to
+// their bandwidth floor (bytes moved / a measured device-to-device copy);
+// one epoch of the Keras mnist_mlp model (synthetic uint8 data of MNIST's
+// shape: the time does not depend on the pixel values).
+//
+// Device work is timed with CUDA events around `kReps` launches after a
+// warm-up (manual time per launch). Counters: TFLOP/s for GEMM, GB/s for the
+// memory-bound kernels. tools/gpu-check turns the JSON output into a table.
+#include <benchmark/benchmark.h>
+#include <cublas_v2.h>
+
+#include <string>
+#include <vector>
+
+#include <cumulus/cuda.hpp>
+#include <cumulus/data/dataset.hpp>
+#include <cumulus/nn/dense.hpp>
+#include <cumulus/nn/dropout.hpp>
+#include <cumulus/nn/sequential.hpp>
+#include <cumulus/optim/rmsprop.hpp>
+#include <cumulus/train/fit.hpp>
+
+using namespace cumulus;
+
+namespace {
+
+constexpr int kReps = 20;
+
+bool have_device(benchmark::State& state) {
+    const std::string why = cuda::unavailable_reason();
+    if (!why.empty()) {
+        state.SkipWithError(("no CUDA device: " + why).c_str());
+        return false;
+    }
+    return true;
+}
+
+Tensor<float> random_device(std::int64_t n, std::uint64_t seed) {
+    Philox rng(seed, 0);
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
+    return Tensor<float>::from_vector(Shape{n}, v).to(Device::cuda(0));
+}
+
+// Median-free but warm: mean of kReps launches timed with events, per iteration.
+template <typename Fn>
+void time_device(benchmark::State& state, Fn&& fn) {
+    cudaStream_t s = cuda::current_stream();
+    for (int i = 0; i < 3; ++i) fn();
+    cudaEvent_t a, b;
+    CUMULUS_CUDA_CHECK(cudaEventCreate(&a));
+    CUMULUS_CUDA_CHECK(cudaEventCreate(&b));
+    for (auto _ : state) {
+        CUMULUS_CUDA_CHECK(cudaEventRecord(a, s));
+        for (int i = 0; i < kReps; ++i) fn();
+        CUMULUS_CUDA_CHECK(cudaEventRecord(b, s));
+        CUMULUS_CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0;
+        CUMULUS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        state.SetIterationTime(double(ms) / 1e3 / kReps);
+    }
+    CUMULUS_CUDA_CHECK(cudaEventDestroy(a));
+    CUMULUS_CUDA_CHECK(cudaEventDestroy(b));
+}
+
+// args: M, N, K, ta, tb; label names the product.
+void gemm_args(benchmark::internal::Benchmark* b) {
+    b->Args({128, 512, 784, 0, 0})->Args({128, 512, 512, 0, 0})->Args({128, 10, 512, 0, 0});  // forward
+    b->Args({784, 512, 128, 1, 0})->Args({512, 512, 128, 1, 0})->Args({512, 10, 128, 1, 0});  // dW = x^T dz
+    b->Args({128, 512, 10, 0, 1})->Args({128, 512, 512, 0, 1})->Args({128, 784, 512, 0, 1});  // dx = dz W^T
+    b->Args({1024, 1024, 1024, 0, 0})->Args({2048, 2048, 2048, 0, 0})->Args({4096, 4096, 4096, 0, 0});
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+struct GemmOperands {
+    std::int64_t M, N, K;
+    Transpose ta, tb;
+    Tensor<float> A, B, C;
+    explicit GemmOperands(benchmark::State& st)
+        : M(st.range(0)), N(st.range(1)), K(st.range(2)), ta(st.range(3) ? Transpose::Yes : Transpose::No),
+          tb(st.range(4) ? Transpose::Yes : Transpose::No), A(random_device(M * K, 1)), B(random_device(K * N, 2)),
+          C(random_device(M * N, 3)) {}
+    std::int64_t lda() const { return ta == Transpose::No ? K : M; }
+    std::int64_t ldb() const { return tb == Transpose::No ? N : K; }
+    void counters(benchmark::State& st) const {
+        st.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(M) * double(N) * double(K) * double(st.iterations()) / 1e12,
+                                                    benchmark::Counter::kIsRate);
+        st.SetLabel(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+                    (ta == Transpose::Yes ? " At" : "") + (tb == Transpose::Yes ? " Bt" : ""));
+    }
+};
+
+void BM_gemm_cumulus(benchmark::State& state) {
+    if (!have_device(state)) return;
+    GemmOperands o(state);
+    time_device(state, [&] {
+        cuda::gemm(o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f, o.C.data(), o.N);
+    });
+    o.counters(state);
+}
+BENCHMARK(BM_gemm_cumulus)->Apply(gemm_args);
+
+void BM_gemm_cublas(benchmark::State& state) {
+    if (!have_device(state)) return;
+    GemmOperands o(state);
+    cublasHandle_t h = nullptr;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+        state.SkipWithError("cublasCreate failed");
+        return;
+    }
+    cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);  // FP32 SIMT: no TF32 tensor cores
+    cublasSetStream(h, cuda::current_stream());
+    const float one = 1.0f, zero = 0.0f;
+    time_device(state, [&] {
+        // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+        cublasSgemm(h, o.tb == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N,
+                    o.ta == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, int(o.N), int(o.M), int(o.K), &one,
+                    o.B.data(), int(o.ldb()), o.A.data(), int(o.lda()), &zero, o.C.data(), int(o.N));
+    });
+    cublasDestroy(h);
+    o.counters(state);
+}
+BENCHMARK(BM_gemm_cublas)->Apply(gemm_args);
+
+// ---- bandwidth: the floor for the memory-bound kernels
+
+void set_bandwidth(benchmark::State& st, double bytes) {
+    st.counters["GB/s"] = benchmark::Counter(bytes * double(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+    st.counters["bytes"] = bytes;
+}
+
+void BM_d2d_copy(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const std::int64_t n = std::int64_t(1) << 28;  // 1 GiB of floats each way
+    auto a = Tensor<float>::empty(Shape{n}, Device::cuda(0));
+    auto b = Tensor<float>::empty(Shape{n}, Device::cuda(0));
+    CUMULUS_CUDA_CHECK(cudaMemsetAsync(a.data(), 1, a.nbytes(), cuda::current_stream()));
+    time_device(state, [&] {
+        CUMULUS_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), a.nbytes(), cudaMemcpyDeviceToDevice,
+                                           cuda::current_stream()));
+    });
+    set_bandwidth(state, 2.0 * double(a.nbytes()));  // read + write
+}
+BENCHMARK(BM_d2d_copy)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// rows x cols logits; reads logits + labels, writes the gradient.
+void BM_softmax_xent(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const std::int64_t rows = state.range(0), cols = state.range(1);
+    auto x = random_device(rows * cols, 4);
+    std::vector<std::int32_t> lab(static_cast<std::size_t>(rows));
+    for (std::int64_t i = 0; i < rows; ++i) lab[std::size_t(i)] = std::int32_t(i % cols);
+    auto labels = Tensor<std::int32_t>::from_vector(Shape{rows}, lab).to(Device::cuda(0));
+    auto g = Tensor<float>::empty(Shape{rows * cols}, Device::cuda(0));
+    auto totals = Tensor<std::uint8_t>::empty(Shape{std::int64_t(sizeof(cuda::XentTotals))}, Device::cuda(0));
+    cuda::XentWorkspace ws;
+    time_device(state, [&] {
+        cuda::softmax_xent_async(x.data(), labels.data(), g.data(), rows, cols, rows,
+                                 reinterpret_cast<cuda::XentTotals*>(totals.data()), true, &ws);
+    });
+    set_bandwidth(state, double(rows * cols) * 8.0 + double(rows) * 4.0);
+    state.SetLabel(std::to_string(rows) + "x" + std::to_string(cols));
+}
+BENCHMARK(BM_softmax_xent)->Args({128, 10})->Args({65536, 10})->Args({8192, 1000})->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The MLP's parameters (669,706) or a large set: RMSprop reads w, g, ms and writes w, ms.
+void BM_rmsprop_multi(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const std::vector<std::int64_t> sizes = state.range(0) == 0
+                                                ? std::vector<std::int64_t>{784 * 512, 512, 512 * 512, 512, 512 * 10, 10}
+                                                : std::vector<std::int64_t>{std::int64_t(1) << 26, 4097, 1 << 20};
+    std::vector<Tensor<float>> w, g, s;
+    std::vector<cuda::ParamSlots<float>> slots;
+    double elems = 0;
+    for (auto n : sizes) {
+        w.push_back(random_device(n, 5));
+        g.push_back(random_device(n, 6));
+        s.push_back(random_device(n, 7));
+        slots.push_back({w.back().data(), g.back().data(), s.back().data(), nullptr, n, 0});
+        elems += double(n);
+    }
+    cuda::MultiTensorList<float> list(slots);
+    time_device(state, [&] { cuda::rmsprop_update_multi(list, {1e-3f, 0.9f, 1e-7f}); });
+    set_bandwidth(state, elems * 4.0 * 5.0);
+    state.SetLabel(state.range(0) == 0 ? "mnist_mlp params" : "68M params");
+}
+BENCHMARK(BM_rmsprop_multi)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---- one epoch of the Keras mnist_mlp model (60000 x 784, batch 128)
+
+void BM_mlp_epoch(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const bool graph = state.range(0) != 0;
+    const std::int64_t n = 60000;
+    Philox rng(11, 0);
+    std::vector<std::uint8_t> x(static_cast<std::size_t>(n * 784)), y(static_cast<std::size_t>(n));
+    for (auto& v : x) v = std::uint8_t(rng.below(256));
+    for (auto& v : y) v = std::uint8_t(rng.below(10));
+    auto ds = data::Dataset::from_uint8(Tensor<std::uint8_t>::from_vector(Shape{n, 784}, x),
+                                        Tensor<std::uint8_t>::from_vector(Shape{n}, y))
+                  .to(Device::cuda(0));
+    nn::Sequential<float> model(Shape{784}, 0);
+    model.add(nn::Dense<float>(512, nn::Activation::ReLU));
+    model.add(nn::Dropout<float>(0.2f));
+    model.add(nn::Dense<float>(512, nn::Activation::ReLU));
+    model.add(nn::Dropout<float>(0.2f));
+    model.add(nn::Dense<float>(10, nn::Activation::Softmax));
+    model.to(Device::cuda(0));
+    optim::RMSprop<float> opt(0.001f);
+    train::FitOptions<float> fo;
+    fo.batch_size = 128;
+    fo.verbose = train::Verbosity::Silent;
+    fo.cuda_graph = graph;
+    train::fit(model, opt, ds, fo);  // warm-up epoch: allocations, graph capture
+    int epoch = 1;
+    for (auto _ : state) {
+        fo.initial_epoch = epoch;
+        fo.epochs = ++epoch;
+        train::fit(model, opt, ds, fo);  // returns after the epoch's work is done (it reads the totals)
+    }
+    state.SetLabel(graph ? "cuda graph" : "no graph");
+}
+BENCHMARK(BM_mlp_epoch)->Arg(1)->Arg(0)->Iterations(5)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,78 @@
+// The caching allocator: freed blocks are reused without cudaMalloc, sizes
+// are rounded so that close sizes share blocks, tensors copy to and from the
+// device exactly, and errors name what failed.
+#include <string>
+#include <vector>
+
+#include <cumulus/cuda.hpp>
+
+#include "cuda_test_util.hpp"
+
+using namespace cumulus;
+using cuda_test::expect;
+
+int main() {
+    // Host-only checks first: they hold with or without a device.
+    expect(cuda::CachingAllocator::round_size(1) == 512 && cuda::CachingAllocator::round_size(513) == 1024,
+           "small sizes round to 512 bytes");
+    expect(cuda::CachingAllocator::round_size((1 << 20) + 1) == (std::size_t(2) << 20),
+           "large sizes round to 2 MiB");
+    {
+        std::string msg;
+        try {
+            CUMULUS_CUDA_CHECK(cudaErrorInvalidValue);
+        } catch (const Error& e) {
+            msg = e.what();
+        }
+        expect(msg.find("cudaErrorInvalidValue") != std::string::npos && msg.find("allocator_test.cu") != std::string::npos,
+               "CUMULUS_CUDA_CHECK names the error and the file: " + msg);
+    }
+    if (cuda_test::no_device()) return cuda_test::failures ? 1 : cuda_test::kSkip;
+    try {
+        auto& a = cuda::CachingAllocator::instance();
+        const Device gpu = Device::cuda(0);
+        {
+            auto t = Tensor<float>::empty(Shape{1000}, gpu);
+            (void)t;
+        }
+        const auto s0 = a.stats();
+        for (int i = 0; i < 100; ++i) {
+            auto t = Tensor<float>::empty(Shape{1000 + i}, gpu);  // same 512-byte class up to 4096 bytes
+            auto u = Tensor<float>::empty(Shape{3, 300000}, gpu);
+            (void)t;
+            (void)u;
+        }
+        const auto s1 = a.stats();
+        expect(s1.device_mallocs - s0.device_mallocs <= 2,
+               "100 rounds of two allocations: " + std::to_string(s1.device_mallocs - s0.device_mallocs) +
+                   " cudaMalloc calls (at most 2)");
+        expect(s1.cache_hits - s0.cache_hits >= 198, "the rest were cache hits");
+
+        // Round trips, every byte.
+        Philox rng(3, 0);
+        std::vector<float> v = cuda_test::random_floats(123457, rng);
+        auto d = Tensor<float>::from_vector(Shape{123457}, v).to(gpu);
+        auto d2 = d.clone();
+        expect(d2.device() == gpu && d2.to_vector() == v, "host -> device -> device -> host round trip");
+        auto back = d.to(Device::cpu());
+        expect(back.device().is_cpu() && back.to_vector() == v, "Tensor::to(cpu)");
+        auto z = Tensor<float>::zeros(Shape{17}, gpu);
+        expect(z.to_vector() == std::vector<float>(17, 0.0f), "zeros on the device");
+
+        // A device that does not exist is an error, not a crash.
+        bool threw = false;
+        try {
+            auto bad = Tensor<float>::empty(Shape{4}, Device::cuda(cuda::device_count() + 3));
+        } catch (const Error&) {
+            threw = true;
+        }
+        expect(threw, "a missing device index throws");
+
+        a.empty_cache();
+        const auto s2 = a.stats();
+        expect(s2.bytes_cached == 0, "empty_cache returns every cached block");
+    } catch (const std::exception& e) {
+        expect(false, std::string("exception: ") + e.what());
+    }
+    return cuda_test::finish("CUDA caching allocator");
+}

@@ -1,0 +1,504 @@
+// Every CUDA op family against its CPU twin on fresh random inputs of odd,
+// tiny and large shapes; outputs NaN-poisoned before each call so that an
+// unwritten element fails. GEMM also against a float64 reference (with an
+// element-wise bound from |A||B|) and against cuBLAS SGEMM. Dropout masks
+// must equal the CPU's bit for bit.
+#include <cublas_v2.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <cumulus/cpu/data.hpp>
+#include <cumulus/cpu/dropout.hpp>
+#include <cumulus/cpu/elementwise.hpp>
+#include <cumulus/cpu/gemm.hpp>
+#include <cumulus/cpu/optimizer.hpp>
+#include <cumulus/cpu/reduce.hpp>
+#include <cumulus/cpu/softmax_xent.hpp>
+#include <cumulus/cuda.hpp>
+
+#include "cuda_test_util.hpp"
+
+using namespace cumulus;
+using cuda_test::expect;
+
+namespace {
+
+std::string dims(std::int64_t a, std::int64_t b, std::int64_t c) {
+    return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ")";
+}
+
+// ---------------------------------------------------------------- GEMM
+
+struct GemmCase {
+    std::int64_t M, N, K;
+};
+
+void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Transpose tb, cuda::GemmTile tile,
+                Epilogue epi, float alpha, float beta, int pad, int offset) {
+    const std::int64_t M = g.M, N = g.N, K = g.K;
+    const std::int64_t a_rows = ta == Transpose::No ? M : K, a_cols = ta == Transpose::No ? K : M;
+    const std::int64_t b_rows = tb == Transpose::No ? K : N, b_cols = tb == Transpose::No ? N : K;
+    const std::int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = N + pad;
+    // Buffers start `offset` floats in, so that offset 1 defeats 16-byte alignment.
+    auto A = cuda_test::random_floats(offset + a_rows * lda, rng);
+    auto B = cuda_test::random_floats(offset + b_rows * ldb, rng);
+    auto C0 = cuda_test::random_floats(offset + M * ldc, rng);
+    auto bias = cuda_test::random_floats(N, rng);
+    auto dA = cuda_test::to_device(Shape{std::int64_t(A.size())}, A);
+    auto dB = cuda_test::to_device(Shape{std::int64_t(B.size())}, B);
+    auto dC = cuda_test::to_device(Shape{std::int64_t(C0.size())}, C0);
+    auto dbias = cuda_test::to_device(Shape{N}, bias);
+    if (beta == 0.0f) cuda_test::poison(dC);  // beta 0 must never read C
+    cuda::gemm_with_tile(tile, ta, tb, M, N, K, alpha, dA.data() + offset, lda, dB.data() + offset, ldb, beta,
+                         dC.data() + offset, ldc, epi, epi == Epilogue::None ? nullptr : dbias.data());
+    std::vector<float> C = dC.to_vector();
+
+    // float64 reference, and the same over |A|, |B|, |C|, |bias| for a bound per element.
+    std::vector<double> Ad(A.begin(), A.end()), Bd(B.begin(), B.end()), Cd(C0.begin(), C0.end());
+    std::vector<double> Aa(Ad), Ba(Bd), Ca(Cd);
+    for (auto& x : Aa) x = std::fabs(x);
+    for (auto& x : Ba) x = std::fabs(x);
+    for (auto& x : Ca) x = std::fabs(x);
+    std::vector<double> biasd(bias.begin(), bias.end()), biasa(biasd);
+    for (auto& x : biasa) x = std::fabs(x);
+    const Epilogue lin = epi == Epilogue::BiasRelu ? Epilogue::Bias : epi;
+    cpu::gemm<double>(ta, tb, M, N, K, alpha, Ad.data() + offset, lda, Bd.data() + offset, ldb, beta,
+                      Cd.data() + offset, ldc, lin, epi == Epilogue::None ? nullptr : biasd.data());
+    cpu::gemm<double>(ta, tb, M, N, K, std::fabs(alpha), Aa.data() + offset, lda, Ba.data() + offset, ldb,
+                      std::fabs(beta), Ca.data() + offset, ldc, lin, epi == Epilogue::None ? nullptr : biasa.data());
+    int bad = 0;
+    double err2 = 0, ref2 = 0;
+    for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = 0; j < N; ++j) {
+            const std::size_t at = std::size_t(offset + i * ldc + j);
+            double ref = Cd[at];
+            if (epi == Epilogue::BiasRelu) ref = ref < 0 ? 0 : ref;
+            const double got = C[at];
+            const double bound = 1e-6 + 2e-6 * std::sqrt(double(K) + 1) * Ca[at];
+            if (!(std::fabs(got - ref) <= bound)) ++bad;
+            err2 += (got - ref) * (got - ref);
+            ref2 += ref * ref;
+        }
+    // The padding between rows must be left alone.
+    int pad_touched = 0;
+    for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = N; j < ldc; ++j) {
+            const std::size_t at = std::size_t(offset + i * ldc + j);
+            if (beta != 0.0f && !cuda_test::same_bits(C[at], C0[at])) ++pad_touched;
+            if (beta == 0.0f && !std::isnan(C[at])) ++pad_touched;
+        }
+    const std::string what = "gemm " + dims(M, N, K) + " ta=" + std::to_string(int(ta)) +
+                             " tb=" + std::to_string(int(tb)) + " tile=" + cuda::gemm_tile_name(tile) +
+                             " epi=" + std::to_string(int(epi)) + " alpha=" + std::to_string(alpha) +
+                             " beta=" + std::to_string(beta) + " pad=" + std::to_string(pad) +
+                             " offset=" + std::to_string(offset);
+    expect(bad == 0, what + ": " + std::to_string(bad) + " elements off the float64 reference");
+    expect(pad_touched == 0, what + ": wrote " + std::to_string(pad_touched) + " elements outside the matrix");
+    expect(ref2 == 0 || std::sqrt(err2 / ref2) < 1e-5, what + ": relative error " + std::to_string(std::sqrt(err2 / ref2)));
+
+    // cuBLAS (column-major) computes C^T = op(B)^T op(A)^T; only the plain product compares.
+    if (epi == Epilogue::None && K > 0) {
+        auto dR = cuda_test::to_device(Shape{std::int64_t(C0.size())}, C0);
+        cublasSetStream(blas, cuda::current_stream());
+        const cublasStatus_t st = cublasSgemm(
+            blas, tb == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, ta == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N,
+            int(N), int(M), int(K), &alpha, dB.data() + offset, int(ldb), dA.data() + offset, int(lda), &beta,
+            dR.data() + offset, int(ldc));
+        expect(st == CUBLAS_STATUS_SUCCESS, what + ": cublasSgemm failed");
+        std::vector<float> R = dR.to_vector();
+        double d2 = 0, r2 = 0;
+        for (std::int64_t i = 0; i < M; ++i)
+            for (std::int64_t j = 0; j < N; ++j) {
+                const std::size_t at = std::size_t(offset + i * ldc + j);
+                d2 += double(C[at] - R[at]) * double(C[at] - R[at]);
+                r2 += double(R[at]) * double(R[at]);
+            }
+        expect(r2 == 0 || std::sqrt(d2 / r2) < 1e-5, what + ": differs from cuBLAS by " + std::to_string(std::sqrt(d2 / r2)));
+    }
+}
+
+void test_gemm(Philox& rng) {
+    cublasHandle_t blas = nullptr;
+    expect(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+    cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH);  // FP32, no tensor cores
+    const cuda::GemmTile tiles[] = {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small,
+                                    cuda::GemmTile::Auto};
+    const Transpose ts[] = {Transpose::No, Transpose::Yes};
+    // Tiny, primes, K off every tile multiple, one-wide edges.
+    const GemmCase small[] = {{1, 1, 1}, {1, 7, 3}, {5, 1, 2}, {3, 5, 0}, {2, 3, 5}, {13, 17, 19}, {31, 33, 1},
+                              {37, 41, 43}, {65, 63, 9}, {129, 127, 17}, {4, 8, 12}, {64, 64, 64}};
+    for (auto g : small)
+        for (auto tile : tiles)
+            for (auto ta : ts)
+                for (auto tb : ts) {
+                    check_gemm(rng, blas, g, ta, tb, tile, Epilogue::None, 1.0f, 0.0f, 0, 0);
+                    check_gemm(rng, blas, g, ta, tb, tile, Epilogue::BiasRelu, 0.5f, 0.0f, 3, 1);
+                    check_gemm(rng, blas, g, ta, tb, tile, Epilogue::Bias, -1.25f, 0.75f, 1, 0);
+                }
+    // The MLP's products (forward, and the two backward ones) and some larger odd ones.
+    const GemmCase mlp[] = {{128, 512, 784}, {128, 512, 512}, {128, 10, 512}, {96, 512, 784}, {300, 257, 1001}};
+    for (auto g : mlp)
+        for (auto tile : tiles) {
+            check_gemm(rng, blas, g, Transpose::No, Transpose::No, tile, Epilogue::BiasRelu, 1.0f, 0.0f, 0, 0);
+            check_gemm(rng, blas, g, Transpose::Yes, Transpose::No, tile, Epilogue::None, 1.0f, 0.0f, 0, 0);
+            check_gemm(rng, blas, g, Transpose::No, Transpose::Yes, tile, Epilogue::None, 1.0f, 1.0f, 0, 0);
+            check_gemm(rng, blas, g, Transpose::Yes, Transpose::Yes, tile, Epilogue::Bias, 2.0f, 0.5f, 2, 1);
+        }
+    check_gemm(rng, blas, {784, 512, 128}, Transpose::Yes, Transpose::No, cuda::GemmTile::Auto, Epilogue::None, 1.0f,
+               0.0f, 0, 0);  // dW1 = x^T dz
+    check_gemm(rng, blas, {128, 784, 512}, Transpose::No, Transpose::Yes, cuda::GemmTile::Auto, Epilogue::None, 1.0f,
+               0.0f, 0, 0);  // dx = dz W^T
+    // alpha 0 reads neither A nor B; NaN in C passes through relu.
+    check_gemm(rng, blas, {7, 9, 11}, Transpose::No, Transpose::No, cuda::GemmTile::Auto, Epilogue::BiasRelu, 0.0f,
+               1.5f, 0, 0);
+    cublasDestroy(blas);
+}
+
+// ---------------------------------------------------------------- elementwise, reduce
+
+void test_elementwise(Philox& rng) {
+    for (std::int64_t n : {1, 3, 4, 5, 255, 256, 257, 1000, 100003, 1 << 20}) {
+        auto x = cuda_test::random_floats(n, rng);
+        x[0] = NAN;  // propagates through relu forward
+        auto dx = cuda_test::to_device(Shape{n}, x);
+        auto dy = Tensor<float>::empty(Shape{n}, Device::cuda(0));
+        cuda_test::poison(dy);
+        cuda::relu_forward(dx.data(), dy.data(), n);
+        std::vector<float> want(x.size());
+        cpu::relu_forward(x.data(), want.data(), n);
+        auto got = dy.to_vector();
+        int bad = 0;
+        for (std::int64_t i = 0; i < n; ++i) bad += !cuda_test::same_bits(got[i], want[i]);
+        expect(bad == 0, "relu_forward n=" + std::to_string(n));
+
+        auto g = cuda_test::random_floats(n, rng);
+        auto dg = cuda_test::to_device(Shape{n}, g);
+        auto dgx = Tensor<float>::empty(Shape{n}, Device::cuda(0));
+        cuda_test::poison(dgx);
+        cuda::relu_backward(dy.data(), dg.data(), dgx.data(), n);
+        cpu::relu_backward(want.data(), g.data(), want.data(), n);
+        got = dgx.to_vector();
+        bad = 0;
+        for (std::int64_t i = 0; i < n; ++i) bad += !cuda_test::same_bits(got[i], want[i]);
+        expect(bad == 0, "relu_backward n=" + std::to_string(n));
+
+        // scale, axpy (in place)
+        auto y = cuda_test::random_floats(n, rng);
+        auto dyy = cuda_test::to_device(Shape{n}, y);
+        cuda::scale(dyy.data(), 0.37f, n);
+        cuda::axpy(-1.5f, dg.data(), dyy.data(), n);
+        cpu::scale(y.data(), 0.37f, n);
+        cpu::axpy(-1.5f, g.data(), y.data(), n);
+        got = dyy.to_vector();
+        bad = 0;
+        for (std::int64_t i = 0; i < n; ++i) bad += !cuda_test::close(got[i], y[i], 1e-6, 1e-6);  // FMA vs not
+        expect(bad == 0, "scale + axpy n=" + std::to_string(n));
+    }
+    for (auto [rows, cols] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+             {1, 1}, {1, 10}, {128, 10}, {128, 512}, {7, 33}, {1000, 3}, {3, 1000}, {4097, 65}}) {
+        auto y = cuda_test::random_floats(rows * cols, rng);
+        auto b = cuda_test::random_floats(cols, rng);
+        auto dy = cuda_test::to_device(Shape{rows, cols}, y);
+        auto db = cuda_test::to_device(Shape{cols}, b);
+        cuda::bias_add(dy.data(), db.data(), rows, cols);
+        cpu::bias_add(y.data(), b.data(), rows, cols);
+        auto got = dy.to_vector();
+        int bad = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) bad += !cuda_test::same_bits(got[i], y[i]);
+        expect(bad == 0, "bias_add " + dims(rows, cols, 0));
+
+        // bias_grad (sums in double on both sides), plain and accumulating
+        auto dbg = Tensor<float>::empty(Shape{cols}, Device::cuda(0));
+        cuda_test::poison(dbg);
+        cuda::bias_grad(dy.data(), dbg.data(), rows, cols);
+        std::vector<float> want(static_cast<std::size_t>(cols));
+        cpu::bias_grad(y.data(), want.data(), rows, cols);
+        got = dbg.to_vector();
+        bad = 0;
+        for (std::int64_t c = 0; c < cols; ++c) bad += !cuda_test::close(got[c], want[c], 1e-6, 1e-6);
+        expect(bad == 0, "bias_grad " + dims(rows, cols, 0));
+        cuda::bias_grad(dy.data(), dbg.data(), rows, cols, true);
+        cpu::bias_grad(y.data(), want.data(), rows, cols, true);
+        got = dbg.to_vector();
+        bad = 0;
+        for (std::int64_t c = 0; c < cols; ++c) bad += !cuda_test::close(got[c], want[c], 1e-6, 1e-6);
+        expect(bad == 0, "bias_grad accumulate " + dims(rows, cols, 0));
+
+        // argmax, with ties and NaN
+        if (cols > 2 && rows > 1) {
+            y[1] = y[2];
+            y[std::size_t(cols + 2)] = NAN;
+        }
+        auto dx = cuda_test::to_device(Shape{rows, cols}, y);
+        auto di = Tensor<std::int32_t>::empty(Shape{rows}, Device::cuda(0));
+        cuda_test::poison(di);
+        cuda::argmax_rows(dx.data(), di.data(), rows, cols);
+        std::vector<std::int32_t> wi(static_cast<std::size_t>(rows));
+        cpu::argmax_rows(y.data(), wi.data(), rows, cols);
+        expect(di.to_vector() == wi, "argmax_rows " + dims(rows, cols, 0));
+    }
+}
+
+// ---------------------------------------------------------------- dropout
+
+void test_dropout(Philox& rng) {
+    for (std::int64_t n : {1, 2, 3, 4, 5, 7, 1023, 65536, 100003}) {
+        for (float rate : {0.0f, 0.2f, 0.5f, 0.9f}) {
+            const std::uint64_t seed = 0x9e3779b97f4a7c15ull ^ std::uint64_t(n);
+            const std::uint32_t stream = 3;
+            const std::uint64_t step = 0x100000007ull;
+            auto x = cuda_test::random_floats(n, rng);
+            auto dx = cuda_test::to_device(Shape{n}, x);
+            auto dy = Tensor<float>::empty(Shape{n}, Device::cuda(0));
+            cuda_test::poison(dy);
+            cuda::dropout_forward(dx.data(), dy.data(), n, rate, seed, stream, step);
+            std::vector<float> want(x.size());
+            cpu::dropout_forward(x.data(), want.data(), n, rate, seed, stream, step);
+            auto got = dy.to_vector();
+            int bad = 0;
+            for (std::int64_t i = 0; i < n; ++i) bad += !cuda_test::same_bits(got[i], want[i]);
+            const std::string what = " n=" + std::to_string(n) + " rate=" + std::to_string(rate);
+            expect(bad == 0, "dropout_forward bit-identical" + what);
+
+            // backward in place, and the device-step variant
+            cuda::dropout_backward(dx.data(), dx.data(), n, rate, seed, stream, step);
+            cpu::dropout_backward(x.data(), x.data(), n, rate, seed, stream, step);
+            got = dx.to_vector();
+            bad = 0;
+            for (std::int64_t i = 0; i < n; ++i) bad += !cuda_test::same_bits(got[i], x[i]);
+            expect(bad == 0, "dropout_backward in place" + what);
+
+            auto dstep = cuda_test::to_device(Shape{1}, std::vector<std::int64_t>{std::int64_t(step)});
+            auto dz = Tensor<float>::empty(Shape{n}, Device::cuda(0));
+            cuda_test::poison(dz);
+            cuda::dropout_forward_at(dy.data(), dz.data(), n, rate, seed, stream,
+                                     reinterpret_cast<const std::uint64_t*>(dstep.data()));
+            cpu::dropout_forward(want.data(), want.data(), n, rate, seed, stream, step);
+            got = dz.to_vector();
+            bad = 0;
+            for (std::int64_t i = 0; i < n; ++i) bad += !cuda_test::same_bits(got[i], want[i]);
+            expect(bad == 0, "dropout_forward_at (device step)" + what);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- softmax cross-entropy
+
+void test_softmax_xent(Philox& rng) {
+    for (auto [rows, cols] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+             {1, 1}, {1, 10}, {3, 2}, {128, 10}, {96, 10}, {9, 33}, {17, 1000}, {5000, 7}, {2, 100000}}) {
+        auto x = cuda_test::random_floats(rows * cols, rng, -8.0f, 8.0f);
+        if (rows * cols > 40) x[5] = 1e30f;  // huge logits stay finite after the shift
+        std::vector<std::int32_t> labels(static_cast<std::size_t>(rows));
+        for (auto& l : labels) l = std::int32_t(rng.below(std::uint32_t(cols)));
+        auto dx = cuda_test::to_device(Shape{rows, cols}, x);
+        auto dl = cuda_test::to_device(Shape{rows}, labels);
+        const std::string what = " " + dims(rows, cols, 0);
+
+        auto dp = Tensor<float>::empty(Shape{rows, cols}, Device::cuda(0));
+        cuda_test::poison(dp);
+        cuda::softmax(dx.data(), dp.data(), rows, cols);
+        std::vector<float> want(x.size());
+        cpu::softmax(x.data(), want.data(), rows, cols);
+        auto got = dp.to_vector();
+        int bad = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) bad += !cuda_test::close(got[i], want[i], 1e-5, 1e-7);
+        expect(bad == 0, "softmax" + what);
+
+        for (std::int64_t grad_rows : {rows, rows + 5}) {
+            auto dg = Tensor<float>::empty(Shape{rows, cols}, Device::cuda(0));
+            cuda_test::poison(dg);
+            auto r = cuda::softmax_xent(dx.data(), dl.data(), dg.data(), rows, cols, grad_rows);
+            std::vector<float> wg(x.size());
+            auto w = cpu::softmax_xent(x.data(), labels.data(), wg.data(), rows, cols, grad_rows);
+            // expf on the device and std::exp on the host differ by an ulp or two.
+            expect(cuda_test::close(r.loss_sum, w.loss_sum, 1e-5, 1e-9),
+                   "softmax_xent loss" + what + ": " + std::to_string(r.loss_sum) + " vs " + std::to_string(w.loss_sum));
+            expect(r.correct == w.correct, "softmax_xent correct" + what);
+            got = dg.to_vector();
+            bad = 0;
+            for (std::size_t i = 0; i < x.size(); ++i) bad += !cuda_test::close(got[i], wg[i], 1e-5, 1e-6 / double(grad_rows));
+            expect(bad == 0, "softmax_xent gradient" + what);
+        }
+        // no gradient; in place (dlogits == logits)
+        auto r0 = cuda::softmax_xent(dx.data(), dl.data(), static_cast<float*>(nullptr), rows, cols, 1);
+        auto w0 = cpu::softmax_xent(x.data(), labels.data(), static_cast<float*>(nullptr), rows, cols, 1);
+        expect(cuda_test::close(r0.loss_sum, w0.loss_sum, 1e-5, 1e-9) && r0.correct == w0.correct,
+               "softmax_xent without gradient" + what);
+        cuda::softmax_xent(dx.data(), dl.data(), dx.data(), rows, cols, rows);
+        cpu::softmax_xent(x.data(), labels.data(), x.data(), rows, cols, rows);
+        got = dx.to_vector();
+        bad = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) bad += !cuda_test::close(got[i], x[i], 1e-5, 1e-6 / double(rows));
+        expect(bad == 0, "softmax_xent in place" + what);
+    }
+    // A bad label throws before anything runs.
+    auto dx = cuda_test::to_device(Shape{2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
+    auto dl = cuda_test::to_device(Shape{2}, std::vector<std::int32_t>{1, 3});
+    bool threw = false;
+    try {
+        cuda::softmax_xent(dx.data(), dl.data(), static_cast<float*>(nullptr), 2, 3, 2);
+    } catch (const Error&) {
+        threw = true;
+    }
+    expect(threw, "softmax_xent throws on a label outside [0, cols)");
+}
+
+// ---------------------------------------------------------------- optimizers
+
+void test_optimizers(Philox& rng) {
+    const std::vector<std::int64_t> sizes = {1, 5, 4096, 4097, 401408, 512, 10, 262144};
+    for (int which = 0; which < 4; ++which) {
+        // Per-tensor launchers and the multi-tensor launch, three steps each, vs the CPU.
+        std::vector<std::vector<float>> w, g, s0, s1;
+        std::vector<Tensor<float>> dw, dg, ds0, ds1, mw, ms0, ms1;
+        for (auto n : sizes) {
+            w.push_back(cuda_test::random_floats(n, rng));
+            g.push_back(cuda_test::random_floats(n, rng));
+            s0.push_back(cuda_test::random_floats(n, rng, 0.0f, 1.0f));
+            s1.push_back(cuda_test::random_floats(n, rng, 0.0f, 1.0f));
+            dw.push_back(cuda_test::to_device(Shape{n}, w.back()));
+            dg.push_back(cuda_test::to_device(Shape{n}, g.back()));
+            ds0.push_back(cuda_test::to_device(Shape{n}, s0.back()));
+            ds1.push_back(cuda_test::to_device(Shape{n}, s1.back()));
+            mw.push_back(dw.back().clone());
+            ms0.push_back(ds0.back().clone());
+            ms1.push_back(ds1.back().clone());
+        }
+        std::vector<cuda::ParamSlots<float>> slots;
+        for (std::size_t i = 0; i < sizes.size(); ++i)
+            slots.push_back({mw[i].data(), dg[i].data(), ms0[i].data(), ms1[i].data(), sizes[i], 0});
+        cuda::MultiTensorList<float> list(slots);
+        // Device counters as fit keeps them: [2] is the number of the next update.
+        auto counters = cuda_test::to_device(Shape{3}, std::vector<std::int64_t>{0, 0, 1});
+        const char* names[] = {"rmsprop", "sgd momentum", "sgd nesterov", "adam"};
+        for (int step = 1; step <= 3; ++step) {
+            for (std::size_t i = 0; i < sizes.size(); ++i) {
+                const auto n = sizes[i];
+                switch (which) {
+                    case 0:
+                        cpu::rmsprop_update(w[i].data(), g[i].data(), s0[i].data(), n, 0.01f, 0.9f, 1e-7f);
+                        cuda::rmsprop_update(dw[i].data(), dg[i].data(), ds0[i].data(), n, 0.01f, 0.9f, 1e-7f);
+                        break;
+                    case 1:
+                    case 2:
+                        cpu::sgd_update(w[i].data(), g[i].data(), s0[i].data(), n, 0.05f, 0.9f, which == 2);
+                        cuda::sgd_update(dw[i].data(), dg[i].data(), ds0[i].data(), n, 0.05f, 0.9f, which == 2);
+                        break;
+                    default:
+                        cpu::adam_update(w[i].data(), g[i].data(), s0[i].data(), s1[i].data(), n, 0.01f, 0.9f, 0.999f,
+                                         1e-7f, step);
+                        cuda::adam_update(dw[i].data(), dg[i].data(), ds0[i].data(), ds1[i].data(), n, 0.01f, 0.9f,
+                                          0.999f, 1e-7f, step);
+                }
+            }
+            switch (which) {
+                case 0: cuda::rmsprop_update_multi(list, {0.01f, 0.9f, 1e-7f}); break;
+                case 1:
+                case 2: cuda::sgd_update_multi(list, {0.05f, 0.9f, which == 2}); break;
+                default: {
+                    cuda::AdamArgs a{0.01f, 0.9f, 0.999f, 1e-7f, 0,
+                                     reinterpret_cast<const long long*>(counters.data() + 2)};
+                    cuda::adam_update_multi(list, a);
+                    cuda::advance_step(counters.data(), 0);
+                }
+            }
+        }
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+            const std::string what = std::string(names[which]) + " n=" + std::to_string(sizes[i]);
+            for (int k = 0; k < 2; ++k) {
+                auto got_w = (k ? mw[i] : dw[i]).to_vector();
+                auto got_s = (k ? ms0[i] : ds0[i]).to_vector();
+                // Adam's second slot (v) too; RMSprop and SGD leave s1 untouched, which is checked the same way.
+                auto got_s1 = (k ? ms1[i] : ds1[i]).to_vector();
+                int bad = 0;
+                for (std::size_t j = 0; j < got_w.size(); ++j)
+                    bad += !cuda_test::close(got_w[j], w[i][j], 1e-5, 1e-6) ||
+                           !cuda_test::close(got_s[j], s0[i][j], 1e-5, 1e-6) ||
+                           !cuda_test::close(got_s1[j], s1[i][j], 1e-5, 1e-6);
+                expect(bad == 0, what + (k ? " (multi-tensor)" : " (one tensor)") + ": " + std::to_string(bad) + " off");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+void test_gather(Philox& rng) {
+    for (auto [rows, features, count] : std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>{
+             {1, 1, 1}, {10, 3, 7}, {1000, 784, 128}, {60000, 784, 96}, {5, 4097, 9}}) {
+        std::vector<std::uint8_t> data(static_cast<std::size_t>(rows * features)), labels(static_cast<std::size_t>(rows));
+        for (auto& v : data) v = std::uint8_t(rng.below(256));
+        for (auto& v : labels) v = std::uint8_t(rng.below(10));
+        std::vector<std::int64_t> idx(static_cast<std::size_t>(count));
+        for (auto& i : idx) i = std::int64_t(rng.below(std::uint32_t(rows)));
+        auto dd = cuda_test::to_device(Shape{rows, features}, data);
+        auto dl = cuda_test::to_device(Shape{rows}, labels);
+        auto out = Tensor<float>::empty(Shape{count, features}, Device::cuda(0));
+        auto lout = Tensor<std::int32_t>::empty(Shape{count}, Device::cuda(0));
+        cuda_test::poison(out);
+        cuda_test::poison(lout);
+        const float scale = 1.0f / 255.0f;
+        cuda::gather_normalize(dd.data(), rows, features, idx.data(), count, scale, out.data());
+        cuda::gather_labels(dl.data(), rows, idx.data(), count, lout.data());
+        std::vector<float> want(static_cast<std::size_t>(count * features));
+        std::vector<std::int32_t> wl(static_cast<std::size_t>(count));
+        cpu::gather_normalize(data.data(), rows, features, idx.data(), count, scale, want.data());
+        cpu::gather_labels(labels.data(), rows, idx.data(), count, wl.data());
+        auto got = out.to_vector();
+        int bad = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) bad += !cuda_test::same_bits(got[i], want[i]);
+        const std::string what = " " + dims(rows, features, count);
+        expect(bad == 0, "gather_normalize" + what);
+        expect(lout.to_vector() == wl, "gather_labels" + what);
+
+        // device indices with a device offset, x and labels in one launch
+        auto didx = cuda_test::to_device(Shape{count + 2}, [&] {
+            std::vector<std::int64_t> v{-1, -1};
+            v.insert(v.end(), idx.begin(), idx.end());
+            return v;
+        }());
+        auto off = cuda_test::to_device(Shape{1}, std::vector<std::int64_t>{2});
+        cuda_test::poison(out);
+        cuda_test::poison(lout);
+        cuda::gather_batch<float, std::int32_t>(dd.data(), dl.data(), rows, features, didx.data(), off.data(), count,
+                                                scale, out.data(), lout.data());
+        got = out.to_vector();
+        bad = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) bad += !cuda_test::same_bits(got[i], want[i]);
+        expect(bad == 0 && lout.to_vector() == wl, "gather_batch (device indices and offset)" + what);
+    }
+    // An index out of range throws before anything is copied.
+    auto dd = cuda_test::to_device(Shape{2, 2}, std::vector<std::uint8_t>{1, 2, 3, 4});
+    auto out = Tensor<float>::empty(Shape{1, 2}, Device::cuda(0));
+    std::int64_t bad_index = 2;
+    bool threw = false;
+    try {
+        cuda::gather_normalize(dd.data(), 2, 2, &bad_index, 1, 1.0f, out.data());
+    } catch (const Error&) {
+        threw = true;
+    }
+    expect(threw, "gather_normalize throws on an index out of range");
+}
+
+}  // namespace
+
+int main() {
+    if (cuda_test::no_device()) return cuda_test::kSkip;
+    try {
+        Philox rng(20261122, 0);
+        test_gemm(rng);
+        test_elementwise(rng);
+        test_dropout(rng);
+        test_softmax_xent(rng);
+        test_optimizers(rng);
+        test_gather(rng);
+        cuda::synchronize();
+    } catch (const std::exception& e) {
+        expect(false, std::string("exception: ") + e.what());
+    }
+    return cuda_test::finish("CUDA ops vs CPU");
+}
