@@ -13,11 +13,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cumulus/io/file.hpp>
+#include <cumulus/io/fs.hpp>
 #include <cumulus/io/safetensors.hpp>
 #include <cumulus/nn/activation.hpp>
+#include <cumulus/nn/conv2d.hpp>
 #include <cumulus/nn/dense.hpp>
 #include <cumulus/nn/dropout.hpp>
 #include <cumulus/nn/flatten.hpp>
+#include <cumulus/nn/pool.hpp>
 #include <cumulus/nn/sequential.hpp>
 #include <cumulus/optim/optimizer.hpp>
 
@@ -38,6 +41,17 @@ nlohmann::json layer_config(nn::Layer<T>& l) {
         c["use_bias"] = d->use_bias();
     } else if (auto* dr = dynamic_cast<nn::Dropout<T>*>(&l)) {
         c["rate"] = dr->rate();
+    } else if (auto* cv = dynamic_cast<nn::Conv2D<T>*>(&l)) {
+        c["filters"] = cv->filters();
+        c["kernel_size"] = {cv->kernel_size().h, cv->kernel_size().w};
+        c["strides"] = {cv->strides().h, cv->strides().w};
+        c["padding"] = nn::padding_name(cv->padding());
+        c["activation"] = std::string(nn::activation_name(cv->activation()));
+        c["use_bias"] = cv->use_bias();
+    } else if (auto* pl = dynamic_cast<nn::Pool2D<T>*>(&l)) {
+        c["pool_size"] = {pl->pool_size().h, pl->pool_size().w};
+        c["strides"] = {pl->strides().h, pl->strides().w};
+        c["padding"] = nn::padding_name(pl->padding());
     } else if (dynamic_cast<nn::ReLU<T>*>(&l) || dynamic_cast<nn::Softmax<T>*>(&l) ||
                dynamic_cast<nn::Flatten<T>*>(&l)) {
     } else {
@@ -55,25 +69,35 @@ std::unique_ptr<nn::Layer<T>> layer_from_config(const nlohmann::json& j, const s
                                               nn::parse_activation(c.value("activation", std::string("linear"))),
                                               c.value("use_bias", true));
     if (cls == "Dropout") return std::make_unique<nn::Dropout<T>>(c.at("rate").get<float>());
+    auto size2 = [&](const char* key) {
+        const auto v = c.at(key).get<std::vector<std::int64_t>>();
+        CUMULUS_CHECK(v.size() == 2, where, ": '", key, "' must be [height, width], found ", c.at(key).dump());
+        return nn::Size2(v[0], v[1]);
+    };
+    if (cls == "Conv2D")
+        return std::make_unique<nn::Conv2D<T>>(
+            c.at("filters").get<std::int64_t>(), size2("kernel_size"), size2("strides"),
+            nn::parse_padding(c.value("padding", std::string("valid"))),
+            nn::parse_activation(c.value("activation", std::string("linear"))), c.value("use_bias", true));
+    if (cls == "MaxPooling2D" || cls == "AveragePooling2D")
+        return std::make_unique<nn::Pool2D<T>>(cls == "MaxPooling2D" ? nn::PoolMode::Max : nn::PoolMode::Average,
+                                               size2("pool_size"), size2("strides"),
+                                               nn::parse_padding(c.value("padding", std::string("valid"))));
     if (cls == "ReLU") return std::make_unique<nn::ReLU<T>>();
     if (cls == "Softmax") return std::make_unique<nn::Softmax<T>>();
     if (cls == "Flatten") return std::make_unique<nn::Flatten<T>>();
     CUMULUS_FAIL(where, ": unknown layer class '", cls, "'");
 }
 
-inline std::string path_in(const std::string& dir, const char* file) {
-    return (std::filesystem::path(dir) / file).string();
-}
+inline std::string path_in(const std::string& dir, const char* file) { return fs::join(dir, file); }
 
 }  // namespace detail
 
-// Writes dir/model.json and dir/model.safetensors (creating dir). With an
-// optimizer, its state and iteration count are saved too.
+// Writes dir/model.json and dir/model.safetensors (creating dir; dir may be a
+// gs:// URL). With an optimizer, its state and iteration count are saved too.
 template <typename T>
 void save_model(nn::Sequential<T>& model, const std::string& dir, optim::Optimizer<T>* optimizer = nullptr) {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    CUMULUS_CHECK(!ec, "save_model: cannot create directory '", dir, "': ", ec.message());
+    fs::make_dirs(dir);
 
     nlohmann::json layers = nlohmann::json::array();
     for (std::size_t i = 0; i < model.size(); ++i) layers.push_back(detail::layer_config(model.layer(i)));
@@ -140,9 +164,8 @@ void load_weights(nn::Sequential<T>& model, const std::string& dir, optim::Optim
 template <typename T = float>
 nn::Sequential<T> load_model(const std::string& dir) {
     const std::string path = detail::path_in(dir, kModelJson);
-    InputFile f(path);
-    std::string text(static_cast<std::size_t>(f.size()), '\0');
-    f.read_exact(text.data(), text.size(), "model description");
+    const std::vector<std::uint8_t> bytes = read_file(path);
+    const std::string text(bytes.begin(), bytes.end());
     nlohmann::json arch;
     try {
         arch = nlohmann::json::parse(text);

@@ -33,9 +33,13 @@ inline std::string snake_case(const std::string& s) {
 
 // 669706 -> "669,706"
 inline std::string thousands(std::int64_t n) {
-    std::string s = std::to_string(n < 0 ? -n : n);
-    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
-    return n < 0 ? "-" + s : s;
+    const std::string digits = std::to_string(n < 0 ? -n : n);
+    std::string s = n < 0 ? "-" : "";
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) s += ',';
+        s += digits[i];
+    }
+    return s;
 }
 }  // namespace detail
 

@@ -1,0 +1,324 @@
+// The CUDA convolution and pooling kernels next to cuDNN, on the device, at
+// the CNNs' real shapes: batch 100 28x28x1 -> 32 (5x5 same; Deep MNIST conv
+// 1), batch 100 14x14x32 -> 64 (5x5 same; conv 2), and batch 64 56x56x64 ->
+// 64 (3x3 same), each forward, backward-data and backward-filter; 2x2 max
+// pooling forward and backward. cuDNN runs FP32 without tensor cores
+// (CUDNN_FMA_MATH), NHWC, with the fastest algorithm cudnnFind* reports for
+// the case. Also one epoch of the mnist_cnn model (60000 examples of
+// MNIST's shape, batch 100, Adam) through train::fit on the GPU, to set next
+// to benchmarks/torch_cnn.py --device cuda.
+//
+// Counted work: a convolution pass is 2 * N*OH*OW * KH*KW*C * O FLOP (0.13,
+// 2.0 and 7.4 GFLOP for the three shapes); the counter reports TFLOP/s.
+// Timed with CUDA events around kReps launches after a warm-up.
+#include <benchmark/benchmark.h>
+#include <cudnn.h>
+
+#include <string>
+#include <vector>
+
+#include <cumulus/cpu/conv.hpp>
+#include <cumulus/cpu/pool.hpp>
+#include <cumulus/cuda.hpp>
+#include <cumulus/data/dataset.hpp>
+#include <cumulus/nn/conv2d.hpp>
+#include <cumulus/nn/dense.hpp>
+#include <cumulus/nn/dropout.hpp>
+#include <cumulus/nn/flatten.hpp>
+#include <cumulus/nn/pool.hpp>
+#include <cumulus/nn/sequential.hpp>
+#include <cumulus/optim/adam.hpp>
+#include <cumulus/train/fit.hpp>
+
+using namespace cumulus;
+
+namespace {
+
+constexpr int kReps = 20;
+
+#define CUDNN_CHECK(expr)                                                                                   \
+    do {                                                                                                    \
+        const cudnnStatus_t st_ = (expr);                                                                   \
+        if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
+    } while (0)
+
+bool have_device(benchmark::State& state) {
+    const std::string why = cuda::unavailable_reason();
+    if (!why.empty()) {
+        state.SkipWithError(("no CUDA device: " + why).c_str());
+        return false;
+    }
+    return true;
+}
+
+Tensor<float> random_device(std::int64_t n, std::uint64_t seed) {
+    Philox rng(seed, 0);
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
+    return Tensor<float>::from_vector(Shape{n}, v).to(Device::cuda(0));
+}
+
+template <typename Fn>
+void time_device(benchmark::State& state, Fn&& fn) {
+    cudaStream_t s = cuda::current_stream();
+    for (int i = 0; i < 3; ++i) fn();
+    cudaEvent_t a, b;
+    CUMULUS_CUDA_CHECK(cudaEventCreate(&a));
+    CUMULUS_CUDA_CHECK(cudaEventCreate(&b));
+    for (auto _ : state) {
+        CUMULUS_CUDA_CHECK(cudaEventRecord(a, s));
+        for (int i = 0; i < kReps; ++i) fn();
+        CUMULUS_CUDA_CHECK(cudaEventRecord(b, s));
+        CUMULUS_CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0;
+        CUMULUS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        state.SetIterationTime(double(ms) / 1e3 / kReps);
+    }
+    CUMULUS_CUDA_CHECK(cudaEventDestroy(a));
+    CUMULUS_CUDA_CHECK(cudaEventDestroy(b));
+}
+
+// args: shape index, pass (0 forward, 1 backward data, 2 backward filter)
+cpu::ConvShape conv_case(std::int64_t i) {
+    switch (i) {
+        case 0: return cpu::conv_shape(100, 28, 28, 1, 5, 5, 32, 1, 1, cpu::Padding::Same);
+        case 1: return cpu::conv_shape(100, 14, 14, 32, 5, 5, 64, 1, 1, cpu::Padding::Same);
+        default: return cpu::conv_shape(64, 56, 56, 64, 3, 3, 64, 1, 1, cpu::Padding::Same);
+    }
+}
+
+std::string conv_label(const cpu::ConvShape& s, int pass) {
+    static const char* passes[] = {"fwd", "bwd-data", "bwd-filter"};
+    return std::to_string(s.n) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) +
+           "->" + std::to_string(s.oc) + " " + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " " + passes[pass];
+}
+
+void conv_args(benchmark::internal::Benchmark* b) {
+    for (int i = 0; i < 3; ++i)
+        for (int p = 0; p < 3; ++p) b->Args({i, p});
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+double conv_flops(const cpu::ConvShape& s) { return 2.0 * double(s.n * s.oh * s.ow) * double(s.kh * s.kw * s.c) * double(s.oc); }
+
+void BM_conv_cumulus(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const auto s = conv_case(state.range(0));
+    const int pass = int(state.range(1));
+    auto x = random_device(s.in_size(), 1), w = random_device(s.kernel_size(), 2), dy = random_device(s.out_size(), 3);
+    auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
+    auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
+    auto dw = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
+    auto ws = Tensor<float>::empty(Shape{std::max<std::int64_t>(1, cuda::conv2d_filter_workspace(s))}, Device::cuda(0));
+    time_device(state, [&] {
+        if (pass == 0) cuda::conv2d_forward(s, x.data(), w.data(), y.data());
+        else if (pass == 1) cuda::conv2d_backward_data(s, dy.data(), w.data(), dx.data());
+        else cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws.data());
+    });
+    state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+    state.SetLabel(conv_label(s, pass));
+}
+BENCHMARK(BM_conv_cumulus)->Apply(conv_args);
+
+struct CudnnConv {
+    cudnnHandle_t h{};
+    cudnnTensorDescriptor_t xd{}, yd{};
+    cudnnFilterDescriptor_t wd{};
+    cudnnConvolutionDescriptor_t cd{};
+    explicit CudnnConv(const cpu::ConvShape& s) {
+        CUDNN_CHECK(cudnnCreate(&h));
+        CUDNN_CHECK(cudnnSetStream(h, cuda::current_stream()));
+        CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
+        CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
+        CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
+        CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
+        CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h), int(s.w)));
+        CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.oc), int(s.oh), int(s.ow)));
+        CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
+        // The three shapes have symmetric 'same' padding (odd kernels, stride 1).
+        CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, int(s.pt), int(s.pl), int(s.sh), int(s.sw), 1, 1,
+                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH));
+    }
+    ~CudnnConv() {
+        cudnnDestroyConvolutionDescriptor(cd);
+        cudnnDestroyFilterDescriptor(wd);
+        cudnnDestroyTensorDescriptor(yd);
+        cudnnDestroyTensorDescriptor(xd);
+        cudnnDestroy(h);
+    }
+};
+
+void BM_conv_cudnn(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const auto s = conv_case(state.range(0));
+    const int pass = int(state.range(1));
+    auto x = random_device(s.in_size(), 1), w = random_device(s.kernel_size(), 2), dy = random_device(s.out_size(), 3);
+    auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
+    auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
+    auto dw = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
+    CudnnConv c(s);
+    const float one = 1.0f, zero = 0.0f;
+    int found = 0;
+    std::size_t ws_bytes = 0;
+    std::string algo;
+    if (pass == 0) {
+        cudnnConvolutionFwdAlgoPerf_t perf[8];
+        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c.h, c.xd, c.wd, c.cd, c.yd, 8, &found, perf));
+        int best = -1;
+        for (int i = 0; i < found && best < 0; ++i)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
+        if (best < 0) return state.SkipWithError("cuDNN found no FP32 forward algorithm");
+        ws_bytes = perf[best].memory;
+        algo = std::to_string(int(perf[best].algo));
+        cuda::Scratch<unsigned char> ws(ws_bytes);
+        const auto a = perf[best].algo;
+        time_device(state, [&] {
+            CUDNN_CHECK(cudnnConvolutionForward(c.h, &one, c.xd, x.data(), c.wd, w.data(), c.cd, a, ws.get(), ws_bytes,
+                                                &zero, c.yd, y.data()));
+        });
+    } else if (pass == 1) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[8];
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(c.h, c.wd, c.yd, c.cd, c.xd, 8, &found, perf));
+        int best = -1;
+        for (int i = 0; i < found && best < 0; ++i)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
+        if (best < 0) return state.SkipWithError("cuDNN found no FP32 backward-data algorithm");
+        ws_bytes = perf[best].memory;
+        algo = std::to_string(int(perf[best].algo));
+        cuda::Scratch<unsigned char> ws(ws_bytes);
+        const auto a = perf[best].algo;
+        time_device(state, [&] {
+            CUDNN_CHECK(cudnnConvolutionBackwardData(c.h, &one, c.wd, w.data(), c.yd, dy.data(), c.cd, a, ws.get(),
+                                                     ws_bytes, &zero, c.xd, dx.data()));
+        });
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
+        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(c.h, c.xd, c.yd, c.cd, c.wd, 8, &found, perf));
+        int best = -1;
+        for (int i = 0; i < found && best < 0; ++i)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
+        if (best < 0) return state.SkipWithError("cuDNN found no FP32 backward-filter algorithm");
+        ws_bytes = perf[best].memory;
+        algo = std::to_string(int(perf[best].algo));
+        cuda::Scratch<unsigned char> ws(ws_bytes);
+        const auto a = perf[best].algo;
+        time_device(state, [&] {
+            CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.h, &one, c.xd, x.data(), c.yd, dy.data(), c.cd, a, ws.get(),
+                                                       ws_bytes, &zero, c.wd, dw.data()));
+        });
+    }
+    state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+    state.SetLabel(conv_label(s, pass) + " (algo " + algo + ")");
+}
+BENCHMARK(BM_conv_cudnn)->Apply(conv_args);
+
+// ---- 2x2 max pooling after the three convolutions; args: shape, pass (0 fwd, 1 bwd)
+
+cpu::ConvShape pool_case(std::int64_t i) {
+    const auto c = conv_case(i);
+    return cpu::pool_shape(c.n, c.oh, c.ow, c.oc, 2, 2, 2, 2, cpu::Padding::Valid);
+}
+
+void pool_args(benchmark::internal::Benchmark* b) {
+    for (int i = 0; i < 3; ++i)
+        for (int p = 0; p < 2; ++p) b->Args({i, p});
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+std::string pool_label(const cpu::ConvShape& s, int pass) {
+    return std::to_string(s.n) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) +
+           " max 2x2 " + (pass ? "bwd" : "fwd");
+}
+
+void BM_pool_cumulus(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const auto s = pool_case(state.range(0));
+    const int pass = int(state.range(1));
+    auto x = random_device(s.in_size(), 4), dy = random_device(s.out_size(), 5);
+    auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
+    auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
+    auto arg = Tensor<std::int32_t>::empty(Shape{s.out_size()}, Device::cuda(0));
+    cuda::max_pool_forward(s, x.data(), y.data(), arg.data());
+    time_device(state, [&] {
+        if (pass == 0) cuda::max_pool_forward(s, x.data(), y.data(), arg.data());
+        else cuda::max_pool_backward(s, dy.data(), arg.data(), dx.data());
+    });
+    state.SetLabel(pool_label(s, pass));
+}
+BENCHMARK(BM_pool_cumulus)->Apply(pool_args);
+
+void BM_pool_cudnn(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const auto s = pool_case(state.range(0));
+    const int pass = int(state.range(1));
+    auto x = random_device(s.in_size(), 4), dy = random_device(s.out_size(), 5);
+    auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
+    auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
+    cudnnHandle_t h;
+    CUDNN_CHECK(cudnnCreate(&h));
+    CUDNN_CHECK(cudnnSetStream(h, cuda::current_stream()));
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnPoolingDescriptor_t pd;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
+    CUDNN_CHECK(cudnnCreatePoolingDescriptor(&pd));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h), int(s.w)));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.oh), int(s.ow)));
+    CUDNN_CHECK(cudnnSetPooling2dDescriptor(pd, CUDNN_POOLING_MAX, CUDNN_NOT_PROPAGATE_NAN, 2, 2, 0, 0, 2, 2));
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_CHECK(cudnnPoolingForward(h, pd, &one, xd, x.data(), &zero, yd, y.data()));
+    time_device(state, [&] {
+        if (pass == 0) CUDNN_CHECK(cudnnPoolingForward(h, pd, &one, xd, x.data(), &zero, yd, y.data()));
+        else
+            CUDNN_CHECK(cudnnPoolingBackward(h, pd, &one, yd, y.data(), yd, dy.data(), xd, x.data(), &zero, xd, dx.data()));
+    });
+    cudnnDestroyPoolingDescriptor(pd);
+    cudnnDestroyTensorDescriptor(yd);
+    cudnnDestroyTensorDescriptor(xd);
+    cudnnDestroy(h);
+    state.SetLabel(pool_label(s, pass));
+}
+BENCHMARK(BM_pool_cudnn)->Apply(pool_args);
+
+// ---- one epoch of the mnist_cnn model (60000 x 28x28x1, batch 100, Adam)
+
+void BM_cnn_epoch(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const std::int64_t n = 60000;
+    Philox rng(12, 0);
+    std::vector<std::uint8_t> x(static_cast<std::size_t>(n * 784)), y(static_cast<std::size_t>(n));
+    for (auto& v : x) v = std::uint8_t(rng.below(256));
+    for (auto& v : y) v = std::uint8_t(rng.below(10));
+    auto ds = data::Dataset::from_uint8(Tensor<std::uint8_t>::from_vector(Shape{n, 28, 28, 1}, x),
+                                        Tensor<std::uint8_t>::from_vector(Shape{n}, y))
+                  .to(Device::cuda(0));
+    nn::Sequential<float> model(Shape{28, 28, 1}, 0);
+    model.add(nn::Conv2D<float>(32, 5, 1, nn::Padding::Same, nn::Activation::ReLU));
+    model.add(nn::MaxPool2D<float>(2, 2));
+    model.add(nn::Conv2D<float>(64, 5, 1, nn::Padding::Same, nn::Activation::ReLU));
+    model.add(nn::MaxPool2D<float>(2, 2));
+    model.add(nn::Flatten<float>());
+    model.add(nn::Dense<float>(1024, nn::Activation::ReLU));
+    model.add(nn::Dropout<float>(0.4f));
+    model.add(nn::Dense<float>(10));
+    model.to(Device::cuda(0));
+    optim::Adam<float> opt(0.001f);
+    train::FitOptions<float> fo;
+    fo.batch_size = 100;
+    fo.verbose = train::Verbosity::Silent;
+    fo.loss = nn::SoftmaxCrossEntropy{.from_logits = true};  // the model ends in logits
+    train::fit(model, opt, ds, fo);  // warm-up epoch
+    int epoch = 1;
+    for (auto _ : state) {
+        fo.initial_epoch = epoch;
+        fo.epochs = ++epoch;
+        train::fit(model, opt, ds, fo);
+    }
+    state.SetLabel("mnist_cnn, batch 100");
+}
+BENCHMARK(BM_cnn_epoch)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,341 @@
+// The CUDA convolution and pooling kernels (cumulus/cuda/conv.cuh, pool.cuh)
+// against the CPU references (cumulus/cpu/conv.hpp, pool.hpp, in double) on
+// fresh random inputs of many shapes: odd sizes, 1x1 and 5x5 kernels, strides
+// 1-3, both paddings (TensorFlow's 'same' pads more after than before for
+// even totals), channels not a multiple of 4, one-image batches. Outputs are
+// NaN-poisoned before each call, so an element a kernel forgets shows. Where
+// cuDNN supports the same configuration (symmetric padding), it is compared
+// too, as the reference, FP32, NHWC. Also: a Conv2D + MaxPool2D model trains
+// for a few steps on the GPU as on the CPU.
+//
+// A plain main: exits 77 with the reason when there is no CUDA device.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#if CUMULUS_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
+#include <cumulus/cpu/conv.hpp>
+#include <cumulus/cpu/pool.hpp>
+#include <cumulus/cuda.hpp>
+#include <cumulus/data/dataset.hpp>
+#include <cumulus/nn/conv2d.hpp>
+#include <cumulus/nn/dense.hpp>
+#include <cumulus/nn/flatten.hpp>
+#include <cumulus/nn/pool.hpp>
+#include <cumulus/nn/sequential.hpp>
+#include <cumulus/ops/conv.hpp>
+#include <cumulus/ops/pool.hpp>
+#include <cumulus/optim/adam.hpp>
+#include <cumulus/train/fit.hpp>
+
+#include "cuda_test_util.hpp"
+
+using namespace cumulus;
+using cuda_test::expect;
+
+namespace {
+
+struct Case {
+    std::int64_t n, h, w, c, kh, kw, oc, sh, sw;
+    cpu::Padding pad;
+};
+
+std::string describe(const Case& k) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "n=%lld %lldx%lldx%lld k=%lldx%lld o=%lld s=%lldx%lld %s", (long long)k.n,
+                  (long long)k.h, (long long)k.w, (long long)k.c, (long long)k.kh, (long long)k.kw, (long long)k.oc,
+                  (long long)k.sh, (long long)k.sw, cpu::padding_name(k.pad));
+    return buf;
+}
+
+// max |got - want| / max(1, max |want|): float32 sums of a few hundred terms land near 1e-6.
+double rel_err(const std::vector<float>& got, const std::vector<float>& want, int* nans = nullptr) {
+    double err = 0, scale = 1;
+    int bad = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        scale = std::max(scale, double(std::fabs(want[i])));
+        if (std::isnan(got[i]) != std::isnan(want[i])) ++bad;
+        else if (!std::isnan(want[i])) err = std::max(err, double(std::fabs(got[i] - want[i])));
+    }
+    if (nans) *nans = bad;
+    return err / scale;
+}
+
+void check_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+    int nans = 0;
+    const double e = rel_err(got, want, &nans);
+    expect(got.size() == want.size() && nans == 0 && e <= tol,
+           what + ": relative error " + std::to_string(e) + ", " + std::to_string(nans) + " NaN mismatches");
+}
+
+std::vector<Case> cases(Philox& rng) {
+    using P = cpu::Padding;
+    std::vector<Case> v = {
+        {100, 28, 28, 1, 5, 5, 32, 1, 1, P::Same},   // Deep MNIST conv 1
+        {3, 14, 14, 32, 5, 5, 64, 1, 1, P::Same},    // Deep MNIST conv 2 (small batch)
+        {2, 28, 28, 1, 3, 3, 64, 1, 1, P::Same},     // Fashion CNN conv 1
+        {2, 14, 14, 64, 3, 3, 32, 1, 1, P::Same},    // Fashion CNN conv 2
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, P::Valid},       // everything 1
+        {2, 7, 5, 3, 1, 1, 5, 1, 1, P::Valid},       // pointwise
+        {1, 8, 8, 2, 2, 2, 3, 2, 2, P::Same},        // even kernel: no padding needed
+        {2, 9, 7, 5, 4, 3, 6, 2, 3, P::Same},        // asymmetric 'same' padding
+        {1, 11, 13, 3, 3, 5, 7, 3, 2, P::Valid},
+        {3, 6, 6, 4, 6, 6, 2, 1, 1, P::Valid},       // the kernel covers the image
+        {1, 5, 5, 1, 7, 7, 1, 1, 1, P::Same},        // kernel larger than the image
+        {2, 10, 10, 8, 3, 3, 130, 1, 1, P::Same},    // filters past one tile
+    };
+    for (int i = 0; i < 12; ++i) {
+        Case k;
+        k.n = 1 + rng.below(4);
+        k.h = 1 + rng.below(17);
+        k.w = 1 + rng.below(17);
+        k.c = 1 + rng.below(9);
+        k.kh = 1 + rng.below(5);
+        k.kw = 1 + rng.below(5);
+        k.oc = 1 + rng.below(40);
+        k.sh = 1 + rng.below(3);
+        k.sw = 1 + rng.below(3);
+        k.pad = rng.below(2) ? P::Same : P::Valid;
+        if (k.pad == P::Valid && (k.kh > k.h || k.kw > k.w)) k.pad = P::Same;
+        v.push_back(k);
+    }
+    return v;
+}
+
+#if CUMULUS_HAVE_CUDNN
+#define CUDNN_CHECK(expr)                                                                                  \
+    do {                                                                                                   \
+        const cudnnStatus_t st_ = (expr);                                                                  \
+        if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
+    } while (0)
+
+// cuDNN's forward, backward-data and backward-filter for the same case (FP32,
+// NHWC, symmetric padding only); its filter layout is OHWI, so the HWIO
+// kernel is transposed on the host. Returns false when cuDNN cannot express the case.
+bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                     const std::vector<float>& dy, std::vector<float>& y, std::vector<float>& dx,
+                     std::vector<float>& dw) {
+    const std::int64_t pb_h = s.pt, pa_h = (s.oh - 1) * s.sh + s.kh - s.h - s.pt;
+    const std::int64_t pb_w = s.pl, pa_w = (s.ow - 1) * s.sw + s.kw - s.w - s.pl;
+    if (pb_h != pa_h || pb_w != pa_w || s.n == 0) return false;
+    static cudnnHandle_t handle = [] {
+        cudnnHandle_t h;
+        CUDNN_CHECK(cudnnCreate(&h));
+        return h;
+    }();
+    CUDNN_CHECK(cudnnSetStream(handle, cuda::current_stream()));
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h), int(s.w)));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.oc), int(s.oh), int(s.ow)));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, int(pb_h), int(pb_w), int(s.sh), int(s.sw), 1, 1,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH));  // FP32, no tensor cores
+    std::vector<float> w_ohwi(w.size());
+    for (std::int64_t i = 0; i < s.kh; ++i)
+        for (std::int64_t j = 0; j < s.kw; ++j)
+            for (std::int64_t c = 0; c < s.c; ++c)
+                for (std::int64_t o = 0; o < s.oc; ++o)
+                    w_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)] = w[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)];
+    auto dx_ = cuda_test::to_device(Shape{s.in_size()}, x);
+    auto dw_ = cuda_test::to_device(Shape{s.kernel_size()}, w_ohwi);
+    auto ddy = cuda_test::to_device(Shape{s.out_size()}, dy);
+    auto dyo = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
+    auto dxo = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
+    auto dwo = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
+    const float one = 1.0f, zero = 0.0f;
+    std::size_t ws_bytes = 0, b = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &b));
+    ws_bytes = std::max(ws_bytes, b);
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &b));
+    ws_bytes = std::max(ws_bytes, b);
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &b));
+    ws_bytes = std::max(ws_bytes, b);
+    cuda::Scratch<unsigned char> ws(ws_bytes);
+    CUDNN_CHECK(cudnnConvolutionForward(handle, &one, xd, dx_.data(), wd, dw_.data(), cd,
+                                        CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, ws.get(), ws_bytes, &zero, yd, dyo.data()));
+    CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, wd, dw_.data(), yd, ddy.data(), cd,
+                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws.get(), ws_bytes, &zero, xd, dxo.data()));
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd,
+                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws.get(), ws_bytes, &zero, wd, dwo.data()));
+    y = dyo.to_vector();
+    dx = dxo.to_vector();
+    const auto dw_ohwi = dwo.to_vector();
+    dw.assign(w.size(), 0.0f);
+    for (std::int64_t i = 0; i < s.kh; ++i)
+        for (std::int64_t j = 0; j < s.kw; ++j)
+            for (std::int64_t c = 0; c < s.c; ++c)
+                for (std::int64_t o = 0; o < s.oc; ++o)
+                    dw[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)] = dw_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)];
+    cudnnDestroyConvolutionDescriptor(cd);
+    cudnnDestroyFilterDescriptor(wd);
+    cudnnDestroyTensorDescriptor(yd);
+    cudnnDestroyTensorDescriptor(xd);
+    return true;
+}
+#endif
+
+void test_conv(Philox& rng) {
+    int cudnn_cases = 0;
+    for (const Case& k : cases(rng)) {
+        const auto s = cpu::conv_shape(k.n, k.h, k.w, k.c, k.kh, k.kw, k.oc, k.sh, k.sw, k.pad);
+        const std::string what = describe(k);
+        const auto x = cuda_test::random_floats(s.in_size(), rng);
+        const auto w = cuda_test::random_floats(s.kernel_size(), rng);
+        const auto bias = cuda_test::random_floats(s.oc, rng);
+        const auto dy = cuda_test::random_floats(s.out_size(), rng);
+        auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
+        auto gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, w);
+        auto gb = cuda_test::to_device(Shape{s.oc}, bias);
+        auto gdy = cuda_test::to_device(Shape{s.n, s.oh, s.ow, s.oc}, dy);
+        auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
+        auto gdx = Tensor<float>::empty(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
+        auto gdw = Tensor<float>::empty(Shape{s.kh, s.kw, s.c, s.oc}, Device::cuda(0));
+
+        std::vector<float> want(static_cast<std::size_t>(s.out_size()));
+        for (Epilogue e : {Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu}) {
+            cpu::conv2d_forward_ref(s, x.data(), w.data(), e == Epilogue::None ? nullptr : bias.data(), want.data(),
+                                    e == Epilogue::BiasRelu);
+            cuda_test::poison(gy);
+            ops::conv2d_forward(s, gx, gw, gy, e, e == Epilogue::None ? nullptr : &gb);
+            check_close(gy.to_vector(), want, 1e-5, "conv2d_forward " + what + " epilogue " + std::to_string(int(e)));
+        }
+        std::vector<float> want_dx(static_cast<std::size_t>(s.in_size())), want_dw(static_cast<std::size_t>(s.kernel_size()));
+        cpu::conv2d_backward_data_ref(s, dy.data(), w.data(), want_dx.data());
+        cpu::conv2d_backward_filter_ref(s, x.data(), dy.data(), want_dw.data());
+        cuda_test::poison(gdx);
+        ops::conv2d_backward_data(s, gdy, gw, gdx);
+        check_close(gdx.to_vector(), want_dx, 1e-5, "conv2d_backward_data " + what);
+        // With and without a kept workspace (the layer's way and the launcher's scratch).
+        Tensor<float> ws;
+        for (int round = 0; round < 2; ++round) {
+            cuda_test::poison(gdw);
+            ops::conv2d_backward_filter(s, gx, gdy, gdw, round ? &ws : nullptr);
+            check_close(gdw.to_vector(), want_dw, 1e-5,
+                        "conv2d_backward_filter " + what + (round ? " (workspace)" : " (scratch)"));
+        }
+#if CUMULUS_HAVE_CUDNN
+        std::vector<float> ry, rdx, rdw;
+        if (cudnn_reference(s, x, w, dy, ry, rdx, rdw)) {
+            ++cudnn_cases;
+            cpu::conv2d_forward_ref(s, x.data(), w.data(), static_cast<const float*>(nullptr), want.data(), false);
+            check_close(ry, want, 1e-5, "cuDNN forward vs the CPU reference " + what);
+            check_close(rdx, want_dx, 1e-5, "cuDNN backward data vs the CPU reference " + what);
+            check_close(rdw, want_dw, 1e-5, "cuDNN backward filter vs the CPU reference " + what);
+            cuda_test::poison(gy);
+            ops::conv2d_forward(s, gx, gw, gy);
+            check_close(gy.to_vector(), ry, 1e-5, "conv2d_forward vs cuDNN " + what);
+        }
+#endif
+    }
+    std::printf("conv: %d cases compared with cuDNN too\n", cudnn_cases);
+}
+
+void test_pool(Philox& rng) {
+    for (Case k : cases(rng)) {
+        k.kh = std::min<std::int64_t>(k.kh, 4), k.kw = std::min<std::int64_t>(k.kw, 4);
+        if (k.pad == cpu::Padding::Valid && (k.kh > k.h || k.kw > k.w)) k.pad = cpu::Padding::Same;
+        const auto s = cpu::pool_shape(k.n, k.h, k.w, k.c, k.kh, k.kw, k.sh, k.sw, k.pad);
+        const std::string what = describe(k);
+        auto x = cuda_test::random_floats(s.in_size(), rng);
+        if (x.size() > 3) x[1] = x[2];  // a tie: the first maximum must win on both
+        const auto dy = cuda_test::random_floats(s.out_size(), rng);
+        auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
+        auto gdy = cuda_test::to_device(Shape{s.n, s.oh, s.ow, s.c}, dy);
+        auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.c}, Device::cuda(0));
+        auto ga = Tensor<std::int32_t>::empty(Shape{s.n, s.oh, s.ow, s.c}, Device::cuda(0));
+        auto gdx = Tensor<float>::empty(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
+
+        std::vector<float> y(static_cast<std::size_t>(s.out_size())), dx(static_cast<std::size_t>(s.in_size()));
+        std::vector<std::int32_t> a(static_cast<std::size_t>(s.out_size()));
+        cpu::max_pool_forward(s, x.data(), y.data(), a.data());
+        cuda_test::poison(gy);
+        cuda_test::poison(ga);
+        ops::max_pool2d_forward(s, gx, gy, ga);
+        check_close(gy.to_vector(), y, 0, "max_pool forward " + what);
+        expect(ga.to_vector() == a, "max_pool argmax " + what);
+        cpu::max_pool_backward(s, dy.data(), a.data(), dx.data());
+        cuda_test::poison(gdx);
+        ops::max_pool2d_backward(s, gdy, ga, gdx);
+        check_close(gdx.to_vector(), dx, 1e-6, "max_pool backward " + what);
+
+        cpu::avg_pool_forward(s, x.data(), y.data());
+        cuda_test::poison(gy);
+        ops::avg_pool2d_forward(s, gx, gy);
+        check_close(gy.to_vector(), y, 1e-6, "avg_pool forward " + what);
+        cpu::avg_pool_backward(s, dy.data(), dx.data());
+        cuda_test::poison(gdx);
+        ops::avg_pool2d_backward(s, gdy, gdx);
+        check_close(gdx.to_vector(), dx, 1e-6, "avg_pool backward " + what);
+    }
+}
+
+// A small CNN: 30 steps on the GPU follow the CPU's trajectory.
+void test_training(Philox& rng) {
+    const std::int64_t n = 256;
+    std::vector<std::uint8_t> px(static_cast<std::size_t>(n * 12 * 12)), labels(static_cast<std::size_t>(n));
+    for (auto& v : px) v = std::uint8_t(rng.below(256));
+    for (auto& v : labels) v = std::uint8_t(rng.below(4));
+    auto images = Tensor<std::uint8_t>::from_vector(Shape{n, 12, 12}, px);
+    auto lab = Tensor<std::uint8_t>::from_vector(Shape{n}, labels);
+    const auto ds = data::Dataset::from_uint8(images, lab).reshape_examples(Shape{12, 12, 1});
+    auto run = [&](Device d) {
+        nn::Sequential<float> m(Shape{12, 12, 1}, 3);
+        m.add(nn::Conv2D<float>(6, 3, 1, nn::Padding::Same, nn::Activation::ReLU));
+        m.add(nn::MaxPool2D<float>(2));
+        m.add(nn::Conv2D<float>(5, 3, 2, nn::Padding::Valid, nn::Activation::ReLU));
+        m.add(nn::AvgPool2D<float>(2, 1, nn::Padding::Same));
+        m.add(nn::Flatten<float>());
+        m.add(nn::Dense<float>(4, nn::Activation::Softmax));
+        m.to(d);
+        optim::Adam<float> opt(0.01f);
+        train::FitOptions<float> fo;
+        fo.epochs = 1;
+        fo.batch_size = 8;  // 32 steps
+        fo.seed = 11;
+        fo.verbose = train::Verbosity::Silent;
+        const auto h = train::fit(m, opt, ds, fo);
+        std::vector<std::vector<float>> w;
+        for (auto* p : m.parameters()) w.push_back(p->value.to_vector());
+        return std::make_pair(h.epochs.back().loss, w);
+    };
+    const auto cpu_run = run(Device::cpu());
+    const auto gpu_run = run(Device::cuda(0));
+    expect(cuda_test::close(gpu_run.first, cpu_run.first, 1e-4, 0),
+           "CNN epoch loss on the GPU " + std::to_string(gpu_run.first) + " vs the CPU " + std::to_string(cpu_run.first));
+    double worst = 0;
+    for (std::size_t p = 0; p < cpu_run.second.size(); ++p)
+        for (std::size_t i = 0; i < cpu_run.second[p].size(); ++i)
+            worst = std::max(worst, double(std::fabs(gpu_run.second[p][i] - cpu_run.second[p][i])));
+    expect(worst <= 1e-3, "CNN final weights on the GPU within 1e-3 of the CPU: " + std::to_string(worst));
+    std::printf("CNN, 32 steps: loss %.6f (GPU) vs %.6f (CPU), weights within %.3g\n", gpu_run.first, cpu_run.first,
+                worst);
+}
+
+}  // namespace
+
+int main() {
+    if (cuda_test::no_device()) return cuda_test::kSkip;
+    try {
+        Philox rng(2026, 12);
+        test_conv(rng);
+        test_pool(rng);
+        test_training(rng);
+        cuda::synchronize();
+    } catch (const std::exception& e) {
+        expect(false, std::string("exception: ") + e.what());
+    }
+    return cuda_test::finish("CUDA conv and pool vs CPU");
+}
