@@ -7,9 +7,9 @@
 //   - cumulus writes protocol 2, 3 and 4; Python loads each with pickle.load
 //     and compares it with the manifest cumulus wrote.
 // Both sides describe values the same canonical way (pickle_gen.py's
-// describe()). Needs a python3 with numpy: CUMULUS_PYTHON if set, else the
-// first of .venv/bin/python, python3 and /usr/bin/python3 that imports numpy;
-// without one the test prints SKIPPED and exits 77 (ctest's skip code).
+// describe()). Needs a python3 with numpy (test_util::find_python: CUMULUS_PYTHON
+// if set, else the first of .venv/bin/python, python3 on PATH and
+// /usr/bin/python3 that imports numpy); without one the test prints SKIPPED and exits 77 (ctest's skip code; under CI=true a failure).
 #include <doctest/doctest.h>
 
 #include <zlib.h>
@@ -33,6 +33,8 @@
 #include <cumulus/core/tensor.hpp>
 #include <cumulus/data/pickle.hpp>
 
+#include "../test_util.hpp"
+
 namespace fs = std::filesystem;
 namespace pk = cumulus::data::pickle;
 using cumulus::Tensor;
@@ -41,28 +43,15 @@ using pk::Value;
 
 namespace {
 
-std::string shell_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
+using test_util::shell_quote;
 
 // The python to use, or a SKIPPED line and exit code 77 when none has numpy.
 const std::string& python() {
     static const std::string py = [] {
-        std::vector<std::string> candidates;
-        if (const char* env = std::getenv("CUMULUS_PYTHON"); env && *env) {
-            candidates = {env};
-        } else {
-            candidates = {std::string(CUMULUS_SOURCE_DIR) + "/.venv/bin/python", "python3", "/usr/bin/python3"};
-        }
-        for (const auto& c : candidates)
-            if (std::system((shell_quote(c) + " -c 'import numpy' >/dev/null 2>&1").c_str()) == 0) return c;
         std::string tried;
-        for (const auto& c : candidates) tried += (tried.empty() ? "" : ", ") + c;
-        std::printf("SKIPPED: no python with numpy (tried %s; set CUMULUS_PYTHON to choose one)\n", tried.c_str());
-        std::fflush(stdout);
-        std::exit(77);
+        std::string found = test_util::find_python("numpy", &tried);
+        if (!found.empty()) return found;
+        test_util::skip_interop("no python with numpy (tried " + tried + ")");
         return std::string();
     }();
     return py;

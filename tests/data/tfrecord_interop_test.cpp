@@ -8,7 +8,7 @@
 // Python: $CUMULUS_PYTHON if set, else CUMULUS_SOURCE_DIR/.venv/bin/python
 // (tools/setup-venv makes it), else each python3 on PATH, the first that
 // imports tensorflow. With none, prints "SKIPPED: ..." and exits 77 (ctest's
-// skip code).
+// skip code; under CI=true a failure).
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -31,6 +31,8 @@
 #include <cumulus/data/example.hpp>
 #include <cumulus/data/tfrecord.hpp>
 #include <cumulus/io/file.hpp>
+
+#include "../test_util.hpp"
 
 using Bytes = std::vector<std::uint8_t>;
 using nlohmann::json;
@@ -56,11 +58,7 @@ struct TempDir {
     }
 };
 
-std::string shell_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
+using test_util::shell_quote;
 
 std::string to_hex(const void* p, std::size_t n) {
     static const char* d = "0123456789abcdef";
@@ -321,38 +319,20 @@ TEST_CASE("tfrecord interop: TensorFlow reads what cumulus writes, cumulus reads
     TempDir dir;
     write_cumulus_side(dir.path / "cumulus");
 
-    std::vector<std::string> candidates;
-    if (const char* env = std::getenv("CUMULUS_PYTHON"); env != nullptr && *env != '\0') {
-        candidates.push_back(env);
-    } else {
-        const fs::path venv = fs::path(CUMULUS_SOURCE_DIR) / ".venv/bin/python";
-        if (fs::exists(venv)) candidates.push_back(venv.string());
-        if (const char* path = std::getenv("PATH")) {
-            std::stringstream ss(path);
-            std::string d;
-            while (std::getline(ss, d, ':')) {
-                const fs::path p = fs::path(d.empty() ? "." : d) / "python3";
-                if (::access(p.c_str(), X_OK) == 0) candidates.push_back(p.string());
-            }
-        }
-    }
-    const fs::path log = dir.path / "python.log";
+    // The first python that imports tensorflow (test_util::find_python).
     std::string tried;
-    for (const auto& py : candidates) {
+    const std::string py = test_util::find_python("tensorflow", &tried);
+    if (!py.empty()) {
+        const fs::path log = dir.path / "python.log";
         const int rc = run(shell_quote(py) + " " + shell_quote(script) + " both " + shell_quote(dir.path.string()) +
                            " >" + shell_quote(log.string()) + " 2>&1");
-        tried += (tried.empty() ? "" : ", ") + py + " (exit " + std::to_string(rc) + ")";
-        if (rc == 77 || rc == 126 || rc == 127) continue;  // no tensorflow there, or not runnable
         const std::string out = read_text(log);
         if (rc != 0) FAIL("tfrecord_gen.py under ", py, " failed with exit ", rc, ":\n", out);
         MESSAGE(py, ":\n", out.substr(std::min(out.find("OK:"), out.size())));
         check_tf_side(dir.path / "tf");
         return;
     }
-    std::cout << "SKIPPED: TensorFlow not available (tried: "
-              << (tried.empty() ? std::string("no python3 found; set CUMULUS_PYTHON or run tools/setup-venv") : tried)
-              << "; run tools/setup-venv or set CUMULUS_PYTHON)" << std::endl;
     std::error_code ec;
     fs::remove_all(dir.path, ec);  // exit() skips the destructor
-    std::exit(77);
+    test_util::skip_interop("TensorFlow not available (tried: " + (tried.empty() ? std::string("no python3 found") : tried) + ")");
 }

@@ -3,11 +3,15 @@
 #include "../test_util.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cumulus/io/gzip.hpp>
@@ -148,6 +152,45 @@ TEST_CASE("a gzip bomb hits max_output instead of memory") {
     CHECK(io::gunzip(z.data(), z.size(), "bomb.gz", std::size_t{64} << 20).size() == (std::size_t{64} << 20));
     CHECK_THROWS_AS(io::gunzip(z.data(), z.size(), "bomb.gz", (std::size_t{64} << 20) - 1), Error);
     CHECK_THROWS_AS(io::gunzip(z.data(), z.size(), "bomb.gz", 0), Error);
+}
+
+// Resident memory of this process, KiB.
+long rss_kib() {
+    long pages = 0, resident = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        std::fclose(f);
+    }
+    return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// Regression (commit 900db1a): the trailer's ISIZE sized the first buffer
+// up to 1040x the input, so a damaged trailer zero-filled ~1000x the input
+// before the damage was found. Now it is trusted up to 8x.
+TEST_CASE("a damaged trailer size does not make gunzip allocate ~1000x its input") {
+    const Bytes data = random_bytes(256 << 10, 11);  // incompressible: the .gz is ~256 KiB
+    Bytes z = io::gzip_compress(data, 6);
+    for (std::size_t i = 1; i <= 4; ++i) z[z.size() - i] = 0xff;  // ISIZE claims 4 GiB - 1
+    const long base = rss_kib();
+    // In a child, whose peak resident size wait4 reports: ~2 MiB now, ~260 MiB before the fix.
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        try {
+            io::gunzip(z.data(), z.size(), "damaged.gz", std::numeric_limits<std::size_t>::max());
+        } catch (const Error&) {
+            ::_exit(0);
+        } catch (...) {
+            ::_exit(2);  // never back into doctest from the child
+        }
+        ::_exit(1);
+    }
+    int status = 0;
+    struct rusage ru {};
+    REQUIRE(::wait4(pid, &status, 0, &ru) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_MESSAGE(WEXITSTATUS(status) == 0, "the damaged trailer was not reported");
+    CHECK_MESSAGE(ru.ru_maxrss - base < 64 * 1024, "peak ", ru.ru_maxrss, " KiB against ", base, " KiB at the fork");
 }
 
 TEST_CASE("gunzip with max_output 0 accepts only empty data") {

@@ -25,6 +25,8 @@
 #include <cumulus/io/file.hpp>
 #include <cumulus/io/safetensors.hpp>
 
+#include "../test_util.hpp"
+
 using cumulus::DType;
 using cumulus::Tensor;
 using cumulus::io::SafetensorsFile;
@@ -162,11 +164,7 @@ void check_same_file(const SafetensorsFile& a, const SafetensorsFile& b) {
     }
 }
 
-std::string shell_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
+using test_util::shell_quote;
 
 }  // namespace
 
@@ -678,20 +676,11 @@ TEST_CASE("safetensors: files on disk: atomic replace and errors naming the path
 
 // An independent reader and writer: numpy + json by hand (tests/io/safetensors_interop.py).
 TEST_CASE("safetensors: interop with a numpy reader and writer") {
-    // CUMULUS_PYTHON if set, else the first of python3 on PATH and /usr/bin/python3 that has numpy.
-    const char* py_env = std::getenv("CUMULUS_PYTHON");
-    std::vector<std::string> candidates = {"python3", "/usr/bin/python3"};
-    if (py_env && *py_env) candidates = {py_env};
-    std::string py;
-    for (const auto& c : candidates) {
-        if (std::system((shell_quote(c) + " -c 'import numpy' >/dev/null 2>&1").c_str()) == 0) {
-            py = c;
-            break;
-        }
-    }
+    // The first python with numpy (test_util::find_python: CUMULUS_PYTHON, .venv, python3 on PATH, /usr/bin).
+    std::string tried;
+    const std::string py = test_util::find_python("numpy", &tried);
     if (py.empty()) {
-        MESSAGE("skipped: no python3 with numpy (tried " << candidates.front()
-                << (candidates.size() > 1 ? " and /usr/bin/python3" : "") << "; set CUMULUS_PYTHON to choose one)");
+        MESSAGE("skipped: no python3 with numpy (tried " << tried << "; set CUMULUS_PYTHON to choose one)");
         return;
     }
     const std::string script = std::string(CUMULUS_SOURCE_DIR) + "/tests/io/safetensors_interop.py";

@@ -14,6 +14,7 @@
 #include <cumulus/core/error.hpp>
 #include <cumulus/core/tensor.hpp>
 #include <cumulus/data/idx.hpp>
+#include <cumulus/io/fs.hpp>
 
 namespace cumulus::data {
 
@@ -22,11 +23,20 @@ enum class MnistKind { mnist, fashion };
 struct MnistSplit {
     Tensor<std::uint8_t> images;  // (N, 28, 28), 0 = background
     Tensor<std::uint8_t> labels;  // (N,), each 0..9
+    // The factor that turns the pixel bytes into the source's floats: 1/255
+    // for byte sources (IDX, TFRecord, Keras pickle), 1/256 for the
+    // deeplearning.net pickle, whose floats are pixel/256. Pass it to
+    // Dataset::from_uint8 to train on exactly the source's values.
+    float scale = 1.0f / 255.0f;
 };
 
 struct Mnist {
     MnistSplit train, test;
     std::string dir;  // where the files were found
+    // A held-out split when the source has one (deeplearning.net pickle's
+    // `valid`, validation.tfrecords); undefined tensors otherwise. Not part of
+    // train: as in the tutorials, train on `train` and evaluate on `test`.
+    MnistSplit validation;
 };
 
 // The four files, without the optional ".gz".
@@ -38,9 +48,13 @@ inline const std::vector<std::string>& mnist_file_names() {
 
 namespace detail {
 
-inline bool is_file(const std::filesystem::path& p) {
-    std::error_code ec;
-    return std::filesystem::is_regular_file(p, ec);
+// A file (not a directory) at a local path or a gs:// URL.
+inline bool is_file(const std::string& p) {
+    if (io::is_local_path(p)) {
+        std::error_code ec;
+        return std::filesystem::is_regular_file(io::local_path_of(p), ec);
+    }
+    return io::fs::exists(p) && !io::fs::stat(p).is_dir;
 }
 
 inline std::string mnist_kind_name(MnistKind kind) { return kind == MnistKind::mnist ? "MNIST" : "Fashion-MNIST"; }
@@ -49,8 +63,8 @@ inline std::string mnist_kind_name(MnistKind kind) { return kind == MnistKind::m
 inline std::vector<std::string> mnist_missing_files(const std::string& dir) {
     std::vector<std::string> missing;
     for (const auto& f : mnist_file_names()) {
-        std::filesystem::path p = std::filesystem::path(dir) / f;
-        if (!is_file(p) && !is_file(p.string() + ".gz")) missing.push_back(f);
+        const std::string p = io::fs::join(dir, f);
+        if (!is_file(p) && !is_file(p + ".gz")) missing.push_back(f);
     }
     return missing;
 }
@@ -113,9 +127,9 @@ inline std::string find_mnist_dir(MnistKind kind, const std::string& data_dir_fl
 
 // The path of one of the four files in `dir`: the plain one if present, else .gz.
 inline std::string mnist_file(const std::string& dir, const std::string& stem) {
-    std::filesystem::path p = std::filesystem::path(dir) / stem;
-    if (detail::is_file(p)) return p.string();
-    return p.string() + ".gz";
+    const std::string p = io::fs::join(dir, stem);
+    if (detail::is_file(p)) return p;
+    return p + ".gz";
 }
 
 namespace detail {

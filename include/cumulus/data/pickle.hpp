@@ -933,6 +933,10 @@ struct LoadOptions {
     // Everything the loader allocates (objects, strings, array data, the
     // decompressed input, the returned tree) stays under this many bytes.
     std::size_t max_alloc_bytes = std::size_t{1} << 32;
+    // Of that, what copies of shared references may take (the result is a
+    // tree, so an object the pickle references k times is built k times; a
+    // few hundred bytes of pickle could otherwise ask for gigabytes).
+    std::size_t max_copy_bytes = std::size_t{1} << 28;
     int max_depth = 1000;                    // nesting of containers in the result
     std::size_t max_memo = std::size_t{1} << 24;  // memo entries
 };
@@ -2180,11 +2184,21 @@ private:
                      "; object made at byte offset ", nodes_[id].offset, ")");
     }
 
+    // on_path_ bits: the node is on the current path (a cycle if met again),
+    // it was converted before (converting it again builds a copy).
+    static constexpr std::uint8_t kOnPath = 1, kConverted = 2;
+
     void charge_conv(std::uint32_t id, std::size_t bytes) {
         allocated_ = bytes > SIZE_MAX - allocated_ ? SIZE_MAX : allocated_ + bytes;
         if (allocated_ > opt_.max_alloc_bytes)
             fail_at(id, "the result needs more than LoadOptions::max_alloc_bytes = ", opt_.max_alloc_bytes,
                     " bytes of memory (shared references are copied)");
+        if (on_path_[id] & kConverted) {
+            copied_ = bytes > SIZE_MAX - copied_ ? SIZE_MAX : copied_ + bytes;
+            if (copied_ > opt_.max_copy_bytes)
+                fail_at(id, "copies of shared references need more than LoadOptions::max_copy_bytes = ",
+                        opt_.max_copy_bytes, " bytes of memory");
+        }
     }
 
     std::vector<Value> convert_items(std::uint32_t id, int depth) {
@@ -2202,6 +2216,10 @@ private:
     Value convert(std::uint32_t id, int depth) {
         if (depth > opt_.max_depth) fail_at(id, "nesting deeper than LoadOptions::max_depth = ", opt_.max_depth);
         charge_conv(id, sizeof(Value));
+        struct MarkConverted {  // after this node's own charges: a later visit is a copy
+            std::uint8_t& bits;
+            ~MarkConverted() { bits |= kConverted; }
+        } mark{on_path_[id]};
         const Node& nd = nodes_[id];
         switch (nd.kind) {
             case Kind::none: return Value::none();
@@ -2217,12 +2235,13 @@ private:
                 return Value::bytes(blob(id).bytes());
             }
             case Kind::tuple: case Kind::list: case Kind::dict: case Kind::set: case Kind::frozenset: {
-                if (on_path_[id]) fail_at(id, "a recursive structure: this ", kind_name(nd.kind), " contains itself");
+                if (on_path_[id] & kOnPath)
+                    fail_at(id, "a recursive structure: this ", kind_name(nd.kind), " contains itself");
                 const std::size_t count = seqs_[nd.aux].size();
                 charge_conv(id, count * sizeof(Value));
-                on_path_[id] = 1;
+                on_path_[id] |= kOnPath;
                 std::vector<Value> items = convert_items(id, depth);
-                on_path_[id] = 0;
+                on_path_[id] &= static_cast<std::uint8_t>(~kOnPath);
                 switch (nd.kind) {
                     case Kind::tuple: return Value::tuple(std::move(items));
                     case Kind::list: return Value::list(std::move(items));
@@ -2271,6 +2290,7 @@ private:
     const std::string& name_;
     const LoadOptions& opt_;
     std::size_t allocated_;
+    std::size_t copied_ = 0;
 
     std::size_t op_offset_ = 0;
     std::uint8_t op_ = 0;
