@@ -2,6 +2,7 @@
 // -> Dense 512 ReLU -> Dropout -> Dense 10 softmax, RMSprop, batch 128,
 // 20 epochs, categorical cross-entropy on pixels / 255.
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <string>
 
@@ -16,6 +17,10 @@
 #include <cumulus/nn/sequential.hpp>
 #include <cumulus/optim/rmsprop.hpp>
 #include <cumulus/train/fit.hpp>
+#include <cumulus/train/task.hpp>
+#include <cumulus/train/task_flags.hpp>
+#include <cumulus/train/task_outputs.hpp>
+#include "data_sources.hpp"
 #include "device_select.hpp"
 
 using namespace cumulus;
@@ -23,7 +28,7 @@ using namespace cumulus;
 namespace {
 
 struct Options {
-    std::string data_dir, train_file, dataset = "mnist", job_dir, device = "auto";
+    std::string data_dir, train_file, eval_file, dataset = "mnist", device = "auto";
     int epochs = 20;
     std::int64_t batch_size = 128;
     float learning_rate = 0.001f, dropout_one = 0.2f, dropout_two = 0.2f;
@@ -31,25 +36,23 @@ struct Options {
     int verbose = 1;
 };
 
-// --train-file names the training images (IDX); the labels and the test set
-// are found beside it under the standard MNIST names.
-data::Mnist load_from_train_file(const std::string& path) {
-    auto swap = [](std::string s, const std::string& from, const std::string& to) {
-        auto pos = s.rfind(from);
-        CUMULUS_CHECK(pos != std::string::npos, "--train-file ", s, ": expected a name containing '", from,
-                      "' (e.g. train-images-idx3-ubyte.gz) so the labels and test files can be found beside it");
-        return s.replace(pos, from.size(), to);
-    };
-    data::Mnist m;
-    const std::string labels = swap(path, "images-idx3", "labels-idx1");
-    const std::string test_images = swap(path, "train-", "t10k-");
-    const std::string test_labels = swap(labels, "train-", "t10k-");
-    m.train.images = data::load_idx_images(path);
-    m.train.labels = data::load_idx_labels(labels);
-    m.test.images = data::load_idx_images(test_images);
-    m.test.labels = data::load_idx_labels(test_labels);
-    m.dir = path;
-    return m;
+// The data, by content (see data/mnist_sources.hpp): --train-file alone is a
+// pickle with both splits, or a one-split file whose test split lies beside
+// it; with --eval-file, each names one split. --data-dir is an IDX or a
+// TFRecords directory; without either flag the usual places are searched.
+data::Mnist load_data(const Options& o, data::MnistKind kind) {
+    if (!o.train_file.empty() && !o.eval_file.empty()) {
+        data::Mnist m;
+        m.train = examples::load_mnist_split_from(o.train_file);
+        m.test = examples::load_mnist_split_from(o.eval_file);
+        m.dir = o.train_file + " + " + o.eval_file;
+        return m;
+    }
+    if (!o.eval_file.empty()) CUMULUS_FAIL("--eval-file needs --train-file");
+    if (!o.train_file.empty()) return examples::load_mnist_from(o.train_file);
+    if (!o.data_dir.empty() && examples::lacks_idx_files(o.data_dir))
+        return examples::load_mnist_from(o.data_dir);  // not IDX: TFRecords, or a message naming both layouts
+    return examples::load_mnist(kind, o.data_dir);
 }
 
 }  // namespace
@@ -57,15 +60,23 @@ data::Mnist load_from_train_file(const std::string& path) {
 int main(int argc, char** argv) {
     Options o;
     CLI::App app{"Train the Keras mnist_mlp model (784-512-512-10, dropout, RMSprop) on MNIST or Fashion-MNIST.\n"
-                 "Data is looked for in --data-dir, then ./data/mnist (./data/fashion-mnist), ../shared/data/mnist,\n"
+                 "Data: --train-file [--eval-file] (pickle, TFRecord or IDX, chosen by content), else --data-dir\n"
+                 "(IDX or TFRecords), else ./data/mnist (./data/fashion-mnist), ../shared/data/mnist,\n"
                  "/usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist).",
                  "mnist_mlp"};
-    app.add_option("--data-dir", o.data_dir, "Directory holding the four IDX files (raw or .gz)");
+    app.add_option("--data-dir", o.data_dir,
+                   "Directory holding the four IDX files (raw or .gz), or train.tfrecords and test.tfrecords");
     app.add_option("--train-file", o.train_file,
-                   "Training images IDX file; labels and t10k files are taken from beside it");
+                   "Training data, format chosen by content: a pickle with both splits (Keras\n"
+                   "((x_train, y_train), (x_test, y_test)) or deeplearning.net (train, valid, test),\n"
+                   "plain or gzipped), a TFRecord file of Examples (image_raw, label), or an IDX\n"
+                   "images file (labels beside it). A one-split file needs --eval-file unless its\n"
+                   "test split lies beside it (train -> test / train- -> t10k- in the name)");
+    app.add_option("--eval-file", o.eval_file, "Test split (TFRecord, IDX images or (x, y) pickle) for --train-file");
     app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))
         ->capture_default_str();
-    app.add_option("--job-dir", o.job_dir, "Directory where the trained model is saved (weights + architecture)");
+    train::TaskConfig task;  // --job-dir, --verbosity, --hypertune-metric-tag, checkpoint flags
+    train::add_task_flags(app, task);
     app.add_option("--epochs", o.epochs, "Number of epochs")->check(CLI::Range(1, 100000))->capture_default_str();
     app.add_option("--batch-size", o.batch_size, "Mini-batch size")->check(CLI::Range(1, 1 << 20))
         ->capture_default_str();
@@ -85,10 +96,10 @@ int main(int argc, char** argv) {
     try {
         const Device device = examples::select_device(o.device);
         const auto kind = o.dataset == "fashion" ? data::MnistKind::fashion : data::MnistKind::mnist;
-        data::Mnist m = o.train_file.empty() ? data::load_mnist(kind, o.data_dir) : load_from_train_file(o.train_file);
+        data::Mnist m = load_data(o, kind);
         const Shape flat{784};
-        auto train = data::Dataset::from_uint8(m.train.images, m.train.labels).reshape_examples(flat);
-        auto test = data::Dataset::from_uint8(m.test.images, m.test.labels).reshape_examples(flat);
+        auto train = data::Dataset::from_uint8(m.train.images, m.train.labels, m.train.scale).reshape_examples(flat);
+        auto test = data::Dataset::from_uint8(m.test.images, m.test.labels, m.test.scale).reshape_examples(flat);
         std::cout << train.size() << " train samples\n" << test.size() << " test samples\n";
         std::cout << "Data: " << m.dir << "\nDevice: " << device.str() << "\n";
 
@@ -108,15 +119,18 @@ int main(int argc, char** argv) {
         fo.seed = o.seed;
         fo.validation = &test;
         fo.verbose = static_cast<train::Verbosity>(o.verbose);
+        // Trainer-task outputs (docs/cloud.md): checkpoints and resume, TensorBoard
+        // logs, the hypertune report and the export. Only the chief writes them.
+        train::resolve_task(task);
+        train::TaskOutputs<float> outputs(task, model, optimizer, o.seed);
+        outputs.apply(fo);
         train::fit(model, optimizer, train, fo);
 
         auto score = train::evaluate(model, test, o.batch_size);
         std::printf("Test loss: %.4f\nTest accuracy: %.4f\n", score.loss, score.accuracy);
-        if (!o.job_dir.empty()) {
-            io::save_model(model, o.job_dir);
-            std::cout << "Model saved to " << o.job_dir << "\n";
-        }
-    } catch (const Error& e) {
+        const std::string exported = outputs.finish(model, score.accuracy, optimizer.iterations());
+        if (!exported.empty()) std::cout << "Model exported to " << exported << "\n";
+    } catch (const std::exception& e) {
         std::cerr << "mnist_mlp: error: " << e.what() << "\n";
         return 1;
     }
