@@ -30,53 +30,21 @@
 #include <cumulus/optim/adam.hpp>
 #include <cumulus/train/fit.hpp>
 
+#include "cuda_bench_util.hpp"
+
 using namespace cumulus;
 
 namespace {
 
-constexpr int kReps = 20;
+using cuda_bench::have_device;
+using cuda_bench::random_device;
+using cuda_bench::time_device;
 
 #define CUDNN_CHECK(expr)                                                                                   \
     do {                                                                                                    \
         const cudnnStatus_t st_ = (expr);                                                                   \
         if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
     } while (0)
-
-bool have_device(benchmark::State& state) {
-    const std::string why = cuda::unavailable_reason();
-    if (!why.empty()) {
-        state.SkipWithError(("no CUDA device: " + why).c_str());
-        return false;
-    }
-    return true;
-}
-
-Tensor<float> random_device(std::int64_t n, std::uint64_t seed) {
-    Philox rng(seed, 0);
-    std::vector<float> v(static_cast<std::size_t>(n));
-    for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
-    return Tensor<float>::from_vector(Shape{n}, v).to(Device::cuda(0));
-}
-
-template <typename Fn>
-void time_device(benchmark::State& state, Fn&& fn) {
-    cudaStream_t s = cuda::current_stream();
-    for (int i = 0; i < 3; ++i) fn();
-    cudaEvent_t a, b;
-    CUMULUS_CUDA_CHECK(cudaEventCreate(&a));
-    CUMULUS_CUDA_CHECK(cudaEventCreate(&b));
-    for (auto _ : state) {
-        CUMULUS_CUDA_CHECK(cudaEventRecord(a, s));
-        for (int i = 0; i < kReps; ++i) fn();
-        CUMULUS_CUDA_CHECK(cudaEventRecord(b, s));
-        CUMULUS_CUDA_CHECK(cudaEventSynchronize(b));
-        float ms = 0;
-        CUMULUS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-        state.SetIterationTime(double(ms) / 1e3 / kReps);
-    }
-    CUMULUS_CUDA_CHECK(cudaEventDestroy(a));
-    CUMULUS_CUDA_CHECK(cudaEventDestroy(b));
-}
 
 // args: shape index, pass (0 forward, 1 backward data, 2 backward filter)
 cpu::ConvShape conv_case(std::int64_t i) {

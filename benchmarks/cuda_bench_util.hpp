@@ -1,0 +1,58 @@
+// What the CUDA benchmark programs share: the device check, random device
+// data, and event timing of kReps launches after a warm-up.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <cumulus/core/random.hpp>
+#include <cumulus/core/tensor.hpp>
+#include <cumulus/cuda.hpp>
+
+namespace cuda_bench {
+
+inline constexpr int kReps = 20;
+
+// False (and the benchmark marked as failed, with the reason) when there is no usable device.
+inline bool have_device(benchmark::State& state) {
+    const std::string why = cumulus::cuda::unavailable_reason();
+    if (!why.empty()) {
+        state.SkipWithError(("no CUDA device: " + why).c_str());
+        return false;
+    }
+    return true;
+}
+
+// n floats uniform in [-1, 1) on the device (never zeros: they can time faster than real data).
+inline cumulus::Tensor<float> random_device(std::int64_t n, std::uint64_t seed) {
+    cumulus::Philox rng(seed, 0);
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
+    return cumulus::Tensor<float>::from_vector(cumulus::Shape{n}, v).to(cumulus::Device::cuda(0));
+}
+
+// Warm-up, then per iteration the mean time of kReps launches of fn, from CUDA events.
+template <typename Fn>
+void time_device(benchmark::State& state, Fn&& fn) {
+    cudaStream_t s = cumulus::cuda::current_stream();
+    for (int i = 0; i < 3; ++i) fn();
+    cudaEvent_t a, b;
+    CUMULUS_CUDA_CHECK(cudaEventCreate(&a));
+    CUMULUS_CUDA_CHECK(cudaEventCreate(&b));
+    for (auto _ : state) {
+        CUMULUS_CUDA_CHECK(cudaEventRecord(a, s));
+        for (int i = 0; i < kReps; ++i) fn();
+        CUMULUS_CUDA_CHECK(cudaEventRecord(b, s));
+        CUMULUS_CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0;
+        CUMULUS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        state.SetIterationTime(double(ms) / 1e3 / kReps);
+    }
+    CUMULUS_CUDA_CHECK(cudaEventDestroy(a));
+    CUMULUS_CUDA_CHECK(cudaEventDestroy(b));
+}
+
+}  // namespace cuda_bench
