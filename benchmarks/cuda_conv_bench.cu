@@ -117,6 +117,30 @@ struct CudnnConv {
     }
 };
 
+// Asks cuDNN for its algorithms for one pass (find(&found, perf) fills up to
+// 8), takes the fastest that runs in plain FP32 (no tensor cores), and times
+// run(algo, workspace, bytes) with it. False (the benchmark marked failed)
+// when there is none.
+template <typename Perf, typename Find, typename Run>
+bool time_fastest_fp32(benchmark::State& state, std::string& algo, Find&& find, Run&& run) {
+    Perf perf[8];
+    int found = 0;
+    CUDNN_CHECK(find(&found, perf));
+    int best = -1;
+    for (int i = 0; i < found && best < 0; ++i)  // cuDNN lists them fastest first
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
+    if (best < 0) {
+        state.SkipWithError("cuDNN found no FP32 algorithm for this pass");
+        return false;
+    }
+    const std::size_t bytes = perf[best].memory;
+    algo = std::to_string(int(perf[best].algo));
+    cuda::Scratch<unsigned char> ws(bytes);
+    const auto a = perf[best].algo;
+    time_device(state, [&] { CUDNN_CHECK(run(a, ws.get(), bytes)); });
+    return true;
+}
+
 void BM_conv_cudnn(benchmark::State& state) {
     if (!have_device(state)) return;
     const auto s = conv_case(state.range(0));
@@ -127,55 +151,39 @@ void BM_conv_cudnn(benchmark::State& state) {
     auto dw = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
     CudnnConv c(s);
     const float one = 1.0f, zero = 0.0f;
-    int found = 0;
-    std::size_t ws_bytes = 0;
     std::string algo;
-    if (pass == 0) {
-        cudnnConvolutionFwdAlgoPerf_t perf[8];
-        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c.h, c.xd, c.wd, c.cd, c.yd, 8, &found, perf));
-        int best = -1;
-        for (int i = 0; i < found && best < 0; ++i)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
-        if (best < 0) return state.SkipWithError("cuDNN found no FP32 forward algorithm");
-        ws_bytes = perf[best].memory;
-        algo = std::to_string(int(perf[best].algo));
-        cuda::Scratch<unsigned char> ws(ws_bytes);
-        const auto a = perf[best].algo;
-        time_device(state, [&] {
-            CUDNN_CHECK(cudnnConvolutionForward(c.h, &one, c.xd, x.data(), c.wd, w.data(), c.cd, a, ws.get(), ws_bytes,
-                                                &zero, c.yd, y.data()));
-        });
-    } else if (pass == 1) {
-        cudnnConvolutionBwdDataAlgoPerf_t perf[8];
-        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(c.h, c.wd, c.yd, c.cd, c.xd, 8, &found, perf));
-        int best = -1;
-        for (int i = 0; i < found && best < 0; ++i)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
-        if (best < 0) return state.SkipWithError("cuDNN found no FP32 backward-data algorithm");
-        ws_bytes = perf[best].memory;
-        algo = std::to_string(int(perf[best].algo));
-        cuda::Scratch<unsigned char> ws(ws_bytes);
-        const auto a = perf[best].algo;
-        time_device(state, [&] {
-            CUDNN_CHECK(cudnnConvolutionBackwardData(c.h, &one, c.wd, w.data(), c.yd, dy.data(), c.cd, a, ws.get(),
-                                                     ws_bytes, &zero, c.xd, dx.data()));
-        });
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
-        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(c.h, c.xd, c.yd, c.cd, c.wd, 8, &found, perf));
-        int best = -1;
-        for (int i = 0; i < found && best < 0; ++i)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
-        if (best < 0) return state.SkipWithError("cuDNN found no FP32 backward-filter algorithm");
-        ws_bytes = perf[best].memory;
-        algo = std::to_string(int(perf[best].algo));
-        cuda::Scratch<unsigned char> ws(ws_bytes);
-        const auto a = perf[best].algo;
-        time_device(state, [&] {
-            CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.h, &one, c.xd, x.data(), c.yd, dy.data(), c.cd, a, ws.get(),
-                                                       ws_bytes, &zero, c.wd, dw.data()));
-        });
-    }
+    bool ok = false;
+    if (pass == 0)
+        ok = time_fastest_fp32<cudnnConvolutionFwdAlgoPerf_t>(
+            state, algo,
+            [&](int* found, auto* perf) {
+                return cudnnFindConvolutionForwardAlgorithm(c.h, c.xd, c.wd, c.cd, c.yd, 8, found, perf);
+            },
+            [&](auto a, void* ws, std::size_t bytes) {
+                return cudnnConvolutionForward(c.h, &one, c.xd, x.data(), c.wd, w.data(), c.cd, a, ws, bytes, &zero,
+                                               c.yd, y.data());
+            });
+    else if (pass == 1)
+        ok = time_fastest_fp32<cudnnConvolutionBwdDataAlgoPerf_t>(
+            state, algo,
+            [&](int* found, auto* perf) {
+                return cudnnFindConvolutionBackwardDataAlgorithm(c.h, c.wd, c.yd, c.cd, c.xd, 8, found, perf);
+            },
+            [&](auto a, void* ws, std::size_t bytes) {
+                return cudnnConvolutionBackwardData(c.h, &one, c.wd, w.data(), c.yd, dy.data(), c.cd, a, ws, bytes,
+                                                    &zero, c.xd, dx.data());
+            });
+    else
+        ok = time_fastest_fp32<cudnnConvolutionBwdFilterAlgoPerf_t>(
+            state, algo,
+            [&](int* found, auto* perf) {
+                return cudnnFindConvolutionBackwardFilterAlgorithm(c.h, c.xd, c.yd, c.cd, c.wd, 8, found, perf);
+            },
+            [&](auto a, void* ws, std::size_t bytes) {
+                return cudnnConvolutionBackwardFilter(c.h, &one, c.xd, x.data(), c.yd, dy.data(), c.cd, a, ws, bytes,
+                                                      &zero, c.wd, dw.data());
+            });
+    if (!ok) return;
     state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
     state.SetLabel(conv_label(s, pass) + " (algo " + algo + ")");
 }

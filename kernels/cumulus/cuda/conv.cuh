@@ -128,8 +128,7 @@ __global__ void __launch_bounds__(Cfg::kThreads)
     implicit_gemm_kernel(std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t k_split, GA ga, GB gb,
                          T* __restrict__ C, std::int64_t ldc, std::int64_t split_stride, int epilogue,
                          const T* __restrict__ bias) {
-    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
-    constexpr int VM = Cfg::VM, VN = Cfg::VN, GM = Cfg::GM, GN = Cfg::GN, THREADS = Cfg::kThreads;
+    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN, THREADS = Cfg::kThreads;
     constexpr int LDA_S = BM + Cfg::PAD, LDB_S = BN + Cfg::PAD;
     constexpr int A_PER = (BM * BK + THREADS - 1) / THREADS, B_PER = (BK * BN + THREADS - 1) / THREADS;
     __shared__ __align__(16) T As[2][BK * LDA_S];  // As[k][m]
@@ -190,33 +189,18 @@ __global__ void __launch_bounds__(Cfg::kThreads)
         const int buf = int(kt & 1);
         const bool more = kt + 1 < k_tiles;
         if (more) load_tiles(kb + (kt + 1) * BK);
-        const T* as = As[buf];
-        const T* bs = Bs[buf];
-#pragma unroll
-        for (int k = 0; k < BK; ++k) {
-            T a[TM], b[TN];
-#pragma unroll
-            for (int g = 0; g < GM; ++g)
-                detail::load_fragment<T, VM>(as + k * LDA_S + g * (BM / GM) + ty * VM, a + g * VM);
-#pragma unroll
-            for (int g = 0; g < GN; ++g)
-                detail::load_fragment<T, VN>(bs + k * LDB_S + g * (BN / GN) + tx * VN, b + g * VN);
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
-        }
+        detail::multiply_tile<Cfg>(As[buf], Bs[buf], acc, tx, ty);
         if (more) store_tiles(buf ^ 1);  // the other buffer's last reads ended at the previous barrier
         __syncthreads();
     }
 
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const std::int64_t m = m0 + (i / VM) * (BM / GM) + ty * VM + (i % VM);
+        const std::int64_t m = m0 + detail::tile_row<Cfg>(i, ty);
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const std::int64_t n = n0 + (j / VN) * (BN / GN) + tx * VN + (j % VN);
+            const std::int64_t n = n0 + detail::tile_col<Cfg>(j, tx);
             if (n >= N) continue;
             T v = acc[i][j];
             if (epilogue != int(Epilogue::None)) v += bias[n];

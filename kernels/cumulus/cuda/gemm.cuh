@@ -119,6 +119,41 @@ __device__ __forceinline__ void load_fragment(const T* s, T* out) {
     }
 }
 
+// acc += the BK-deep product of one shared A tile (As[k][m], row stride
+// BM + PAD) and B tile (Bs[k][n], row stride BN + PAD) for this thread's
+// TM x TN block: its fragments are TM / VM row groups and TN / VN column
+// groups, read as vectors (see the top of this file). Shared by gemm_kernel
+// and the implicit GEMMs of conv.cuh.
+template <typename Cfg, typename T>
+__device__ __forceinline__ void multiply_tile(const T* as, const T* bs, T (&acc)[Cfg::TM][Cfg::TN], int tx, int ty) {
+    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
+    constexpr int VM = Cfg::VM, VN = Cfg::VN, GM = Cfg::GM, GN = Cfg::GN;
+    constexpr int LDA_S = BM + Cfg::PAD, LDB_S = BN + Cfg::PAD;
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+        T a[TM], b[TN];
+#pragma unroll
+        for (int g = 0; g < GM; ++g) load_fragment<T, VM>(as + k * LDA_S + g * (BM / GM) + ty * VM, a + g * VM);
+#pragma unroll
+        for (int g = 0; g < GN; ++g) load_fragment<T, VN>(bs + k * LDB_S + g * (BN / GN) + tx * VN, b + g * VN);
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+    }
+}
+
+// Where accumulator (i, j) of thread (tx, ty) sits in the block's tile:
+// row group i / VM is BM / GM rows from the last, and likewise for columns.
+template <typename Cfg>
+__device__ __forceinline__ int tile_row(int i, int ty) {
+    return (i / Cfg::VM) * (Cfg::BM / Cfg::GM) + ty * Cfg::VM + (i % Cfg::VM);
+}
+template <typename Cfg>
+__device__ __forceinline__ int tile_col(int j, int tx) {
+    return (j / Cfg::VN) * (Cfg::BN / Cfg::GN) + tx * Cfg::VN + (j % Cfg::VN);
+}
+
 }  // namespace detail
 
 template <typename Cfg, bool TA, bool TB, typename T>
@@ -126,8 +161,7 @@ __global__ void __launch_bounds__(Cfg::kThreads)
     gemm_kernel(std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* __restrict__ A, std::int64_t lda,
                 const T* __restrict__ B, std::int64_t ldb, T beta, T* __restrict__ C, std::int64_t ldc,
                 int epilogue, const T* __restrict__ bias, bool vec_a, bool vec_b) {
-    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
-    constexpr int VM = Cfg::VM, VN = Cfg::VN, GM = Cfg::GM, GN = Cfg::GN, THREADS = Cfg::kThreads;
+    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN, THREADS = Cfg::kThreads;
     constexpr int LDA_S = BM + Cfg::PAD, LDB_S = BN + Cfg::PAD;
     __shared__ __align__(16) T As[2][BK * LDA_S];  // As[k][m]
     __shared__ __align__(16) T Bs[2][BK * LDB_S];  // Bs[k][n]
@@ -166,37 +200,20 @@ __global__ void __launch_bounds__(Cfg::kThreads)
         const int buf = int(kt & 1);
         const bool more = kt + 1 < k_tiles;
         if (more) load_tiles((kt + 1) * BK);  // in flight while this tile is multiplied
-        const T* as = As[buf];
-        const T* bs = Bs[buf];
-#pragma unroll
-        for (int k = 0; k < BK; ++k) {
-            T a[TM], b[TN];
-#pragma unroll
-            for (int g = 0; g < GM; ++g)
-                detail::load_fragment<T, VM>(as + k * LDA_S + g * (BM / GM) + ty * VM, a + g * VM);
-#pragma unroll
-            for (int g = 0; g < GN; ++g)
-                detail::load_fragment<T, VN>(bs + k * LDB_S + g * (BN / GN) + tx * VN, b + g * VN);
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
-        }
+        detail::multiply_tile<Cfg>(As[buf], Bs[buf], acc, tx, ty);
         // The other buffer was last read in step kt - 1, before the barrier
         // that ended it; the barrier below orders these stores before step kt + 1.
         if (more) store_tiles(buf ^ 1);
         __syncthreads();
     }
 
-    // Epilogue: thread element (i, j) is row g * (BM / GM) + ty * VM + i % VM
-    // with g = i / VM, and likewise for columns.
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const std::int64_t m = m0 + (i / VM) * (BM / GM) + ty * VM + (i % VM);
+        const std::int64_t m = m0 + detail::tile_row<Cfg>(i, ty);
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const std::int64_t n = n0 + (j / VN) * (BN / GN) + tx * VN + (j % VN);
+            const std::int64_t n = n0 + detail::tile_col<Cfg>(j, tx);
             if (n >= N) continue;
             T v = alpha * acc[i][j];
             if (beta != T(0)) v += beta * C[m * ldc + n];

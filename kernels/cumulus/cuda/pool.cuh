@@ -39,6 +39,26 @@ inline Geometry geometry(const cpu::ConvShape& s, const char* op) {
     return {i(s.n), i(s.h), i(s.w), i(s.c), i(s.kh), i(s.kw), i(s.sh), i(s.sw), i(s.oh), i(s.ow), i(s.pt), i(s.pl)};
 }
 
+// Element idx of an NHWC tensor of h x w x c images: image, row, column, channel.
+struct Pixel {
+    int n, y, x, c;
+};
+__device__ __forceinline__ Pixel unflatten(int idx, int h, int w, int c) {
+    const int ci = idx % c, r = idx / c;
+    const int x = r % w, r2 = r / w;
+    return {r2 / h, r2 % h, x, ci};
+}
+
+// The window of output (oy, ox), clipped to the image: rows [y0, y1), columns [x0, x1).
+struct Window {
+    int y0, y1, x0, x1;
+    __device__ __forceinline__ int count() const { return (y1 - y0) * (x1 - x0); }
+};
+__device__ __forceinline__ Window window(const Geometry& g, int oy, int ox) {
+    const int ys = oy * g.sh - g.pt, xs = ox * g.sw - g.pl;
+    return {ys < 0 ? 0 : ys, ys + g.kh < g.h ? ys + g.kh : g.h, xs < 0 ? 0 : xs, xs + g.kw < g.w ? xs + g.kw : g.w};
+}
+
 // The outputs whose windows hold input row iy: oy in [first, last].
 __device__ __forceinline__ void covering(int i, int pad, int k, int s, int out, int& first, int& last) {
     // oy * s - pad <= i < oy * s - pad + k
@@ -56,18 +76,14 @@ __global__ void max_pool_forward_kernel(pool_detail::Geometry g, const T* __rest
                                         std::int32_t* __restrict__ argmax) {
     const int total = g.n * g.oh * g.ow * g.c;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const int ci = idx % g.c, r = idx / g.c;
-        const int ox = r % g.ow, r2 = r / g.ow;
-        const int oy = r2 % g.oh, n = r2 / g.oh;
-        const int ys = oy * g.sh - g.pt, xs = ox * g.sw - g.pl;
-        const int y0 = ys < 0 ? 0 : ys, y1 = ys + g.kh < g.h ? ys + g.kh : g.h;
-        const int x0 = xs < 0 ? 0 : xs, x1 = xs + g.kw < g.w ? xs + g.kw : g.w;
-        const T* img = x + std::int64_t(n) * g.h * g.w * g.c;
+        const pool_detail::Pixel o = pool_detail::unflatten(idx, g.oh, g.ow, g.c);
+        const pool_detail::Window win = pool_detail::window(g, o.y, o.x);
+        const T* img = x + std::int64_t(o.n) * g.h * g.w * g.c;
         T m = T(0);
         int best = -1;
-        for (int iy = y0; iy < y1; ++iy)
-            for (int ix = x0; ix < x1; ++ix) {
-                const int at = (iy * g.w + ix) * g.c + ci;
+        for (int iy = win.y0; iy < win.y1; ++iy)
+            for (int ix = win.x0; ix < win.x1; ++ix) {
+                const int at = (iy * g.w + ix) * g.c + o.c;
                 const T v = img[at];
                 if (best < 0 || v > m) m = v, best = at;  // strictly greater: the first maximum stays
             }
@@ -81,17 +97,15 @@ __global__ void max_pool_backward_kernel(pool_detail::Geometry g, const T* __res
                                          const std::int32_t* __restrict__ argmax, T* __restrict__ dx) {
     const int total = g.n * g.h * g.w * g.c;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const int ci = idx % g.c, r = idx / g.c;
-        const int ix = r % g.w, r2 = r / g.w;
-        const int iy = r2 % g.h, n = r2 / g.h;
-        const int at = (iy * g.w + ix) * g.c + ci;
+        const pool_detail::Pixel p = pool_detail::unflatten(idx, g.h, g.w, g.c);
+        const int at = (p.y * g.w + p.x) * g.c + p.c;
         int oy0, oy1, ox0, ox1;
-        pool_detail::covering(iy, g.pt, g.kh, g.sh, g.oh, oy0, oy1);
-        pool_detail::covering(ix, g.pl, g.kw, g.sw, g.ow, ox0, ox1);
+        pool_detail::covering(p.y, g.pt, g.kh, g.sh, g.oh, oy0, oy1);
+        pool_detail::covering(p.x, g.pl, g.kw, g.sw, g.ow, ox0, ox1);
         T s = T(0);
         for (int oy = oy0; oy <= oy1; ++oy)
             for (int ox = ox0; ox <= ox1; ++ox) {
-                const std::int64_t o = ((std::int64_t(n) * g.oh + oy) * g.ow + ox) * g.c + ci;
+                const std::int64_t o = ((std::int64_t(p.n) * g.oh + oy) * g.ow + ox) * g.c + p.c;
                 if (argmax[o] == at) s += dy[o];
             }
         dx[idx] = s;
@@ -102,17 +116,13 @@ template <typename T>
 __global__ void avg_pool_forward_kernel(pool_detail::Geometry g, const T* __restrict__ x, T* __restrict__ y) {
     const int total = g.n * g.oh * g.ow * g.c;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const int ci = idx % g.c, r = idx / g.c;
-        const int ox = r % g.ow, r2 = r / g.ow;
-        const int oy = r2 % g.oh, n = r2 / g.oh;
-        const int ys = oy * g.sh - g.pt, xs = ox * g.sw - g.pl;
-        const int y0 = ys < 0 ? 0 : ys, y1 = ys + g.kh < g.h ? ys + g.kh : g.h;
-        const int x0 = xs < 0 ? 0 : xs, x1 = xs + g.kw < g.w ? xs + g.kw : g.w;
-        const T* img = x + std::int64_t(n) * g.h * g.w * g.c;
+        const pool_detail::Pixel o = pool_detail::unflatten(idx, g.oh, g.ow, g.c);
+        const pool_detail::Window win = pool_detail::window(g, o.y, o.x);
+        const T* img = x + std::int64_t(o.n) * g.h * g.w * g.c;
         T s = T(0);
-        for (int iy = y0; iy < y1; ++iy)
-            for (int ix = x0; ix < x1; ++ix) s += img[(iy * g.w + ix) * g.c + ci];
-        y[idx] = s / T((y1 - y0) * (x1 - x0));
+        for (int iy = win.y0; iy < win.y1; ++iy)
+            for (int ix = win.x0; ix < win.x1; ++ix) s += img[(iy * g.w + ix) * g.c + o.c];
+        y[idx] = s / T(win.count());
     }
 }
 
@@ -120,22 +130,15 @@ template <typename T>
 __global__ void avg_pool_backward_kernel(pool_detail::Geometry g, const T* __restrict__ dy, T* __restrict__ dx) {
     const int total = g.n * g.h * g.w * g.c;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const int ci = idx % g.c, r = idx / g.c;
-        const int ix = r % g.w, r2 = r / g.w;
-        const int iy = r2 % g.h, n = r2 / g.h;
+        const pool_detail::Pixel p = pool_detail::unflatten(idx, g.h, g.w, g.c);
         int oy0, oy1, ox0, ox1;
-        pool_detail::covering(iy, g.pt, g.kh, g.sh, g.oh, oy0, oy1);
-        pool_detail::covering(ix, g.pl, g.kw, g.sw, g.ow, ox0, ox1);
+        pool_detail::covering(p.y, g.pt, g.kh, g.sh, g.oh, oy0, oy1);
+        pool_detail::covering(p.x, g.pl, g.kw, g.sw, g.ow, ox0, ox1);
         T s = T(0);
-        for (int oy = oy0; oy <= oy1; ++oy) {
-            const int ys = oy * g.sh - g.pt;
-            const int rows = (ys + g.kh < g.h ? ys + g.kh : g.h) - (ys < 0 ? 0 : ys);
-            for (int ox = ox0; ox <= ox1; ++ox) {
-                const int xs = ox * g.sw - g.pl;
-                const int cols = (xs + g.kw < g.w ? xs + g.kw : g.w) - (xs < 0 ? 0 : xs);
-                s += dy[((std::int64_t(n) * g.oh + oy) * g.ow + ox) * g.c + ci] / T(rows * cols);
-            }
-        }
+        for (int oy = oy0; oy <= oy1; ++oy)
+            for (int ox = ox0; ox <= ox1; ++ox)
+                s += dy[((std::int64_t(p.n) * g.oh + oy) * g.ow + ox) * g.c + p.c] /
+                     T(pool_detail::window(g, oy, ox).count());
         dx[idx] = s;
     }
 }
