@@ -1,0 +1,55 @@
+# The CUDA tests on the CPU: tests/cuda/*.cu built by g++ against tests/emu,
+# a functional emulation of the CUDA runtime (threads as fibers, barriers
+# and warp shuffles, launch checks, stream capture and graph replay; see
+# tests/emu/include/cuemu.hpp). Every kernel in kernels/cumulus/cuda/ then
+# runs and is checked against the CPU on a machine without a GPU; that is no
+# substitute for tools/gpu-check (no real concurrency, memory model, timing
+# or compute-sanitizer), but logic errors, out-of-tile indexing, missing or
+# divergent barriers and capture mistakes fail here. Label cuda-emu.
+# Not in a sanitized build (the fibers switch stacks behind ASan's back).
+option(CUMULUS_CUDA_EMULATION "Build and run the CUDA tests on the CPU emulation of CUDA (tests/emu)" ON)
+find_package(Python3 COMPONENTS Interpreter QUIET)
+if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
+   AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  set(emu_dir ${CMAKE_CURRENT_BINARY_DIR}/emu-src)
+  file(GLOB emu_kernels CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cumulus/cuda/*.cuh)
+  file(GLOB emu_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../cuda/*.cu ${CMAKE_CURRENT_LIST_DIR}/../cuda/*.hpp)
+  set(emu_outputs "")
+  foreach(f IN LISTS emu_kernels)
+    get_filename_component(n ${f} NAME)
+    list(APPEND emu_outputs ${emu_dir}/cumulus/cuda/${n})
+  endforeach()
+  foreach(f IN LISTS emu_tests)
+    get_filename_component(n ${f} NAME_WE)
+    get_filename_component(e ${f} EXT)
+    if(e STREQUAL ".cu")
+      list(APPEND emu_outputs ${emu_dir}/tests/${n}.cpp)
+    else()
+      list(APPEND emu_outputs ${emu_dir}/tests/${n}${e})
+    endif()
+  endforeach()
+  set(rewrite ${CMAKE_CURRENT_LIST_DIR}/rewrite.py)
+  add_custom_command(OUTPUT ${emu_outputs}
+    COMMAND ${Python3_EXECUTABLE} ${rewrite} ${emu_dir} ${PROJECT_SOURCE_DIR}/kernels ${emu_kernels}
+    COMMAND ${Python3_EXECUTABLE} ${rewrite} ${emu_dir}/tests ${CMAKE_CURRENT_LIST_DIR}/../cuda ${emu_tests}
+    DEPENDS ${rewrite} ${emu_kernels} ${emu_tests}
+    COMMENT "Rewriting the CUDA kernels' launches for the CPU emulation")
+  add_custom_target(cuda_emu_sources DEPENDS ${emu_outputs})
+
+  foreach(t runtime_test allocator_test ops_vs_cpu_test training_test conv_vs_cpu_test)
+    set(name cuda_emu_${t})
+    add_executable(${name} ${emu_dir}/tests/${t}.cpp)
+    add_dependencies(${name} cuda_emu_sources)
+    # The rewritten kernels and the emulated runtime come before the real headers.
+    target_include_directories(${name} BEFORE PRIVATE ${emu_dir} ${CMAKE_CURRENT_LIST_DIR}/include)
+    target_compile_definitions(${name} PRIVATE __CUDACC__=1 CUMULUS_WITH_CUDA=1 CUMULUS_CUDA_EMULATION=1
+      CUMULUS_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/../shared/data" CUMULUS_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+    # nvcc includes cuda_runtime.h in every .cu file; so does this.
+    target_compile_options(${name} PRIVATE -include cuda_runtime.h -Wno-unknown-pragmas -Wno-sign-compare)
+    target_link_libraries(${name} PRIVATE cumulus::cumulus cumulus_dev_flags cumulus_test_flags)
+    add_test(NAME ${name} COMMAND ${name})
+    set_tests_properties(${name} PROPERTIES LABELS "cuda-emu" SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE} TIMEOUT 600)
+  endforeach()
+elseif(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE)
+  message(STATUS "cumulus: the CUDA tests on the CPU emulation (cuda-emu) need python3 and g++ or clang++; not built")
+endif()

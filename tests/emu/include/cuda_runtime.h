@@ -1,0 +1,245 @@
+// The CUDA runtime API as the CPU emulation provides it (see cuemu.hpp):
+// the functions kernels/cumulus/cuda/ and tests/cuda/ call, with CUDA's
+// signatures and error codes.
+#pragma once
+
+#include "cuemu.hpp"
+
+inline const char* cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+        case cudaSuccess: return "cudaSuccess";
+        case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+        case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+        case cudaErrorInitializationError: return "cudaErrorInitializationError";
+        case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+        case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+        case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+        case cudaErrorNoDevice: return "cudaErrorNoDevice";
+        case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+        case cudaErrorIllegalState: return "cudaErrorIllegalState";
+        case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+        case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+        case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+        case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+        default: return "cudaErrorUnknown";
+    }
+}
+inline const char* cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+        case cudaSuccess: return "no error";
+        case cudaErrorInvalidValue: return "invalid argument";
+        case cudaErrorMemoryAllocation: return "out of memory";
+        case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+        case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+        case cudaErrorInvalidDevice: return "invalid device ordinal";
+        case cudaErrorLaunchFailure: return "unspecified launch failure (cuemu: see the message above)";
+        case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+        case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+        default: return "unknown error (cuemu)";
+    }
+}
+inline cudaError_t cudaGetLastError() {
+    const cudaError_t e = ::cuemu::last_error();
+    ::cuemu::last_error() = cudaSuccess;
+    return e;
+}
+inline cudaError_t cudaPeekAtLastError() { return ::cuemu::last_error(); }
+
+// ---------------------------------------------------------------- devices
+
+inline cudaError_t cudaGetDeviceCount(int* n) {
+    if (!n) return ::cuemu::fail(cudaErrorInvalidValue);
+    *n = 1;
+    return cudaSuccess;
+}
+namespace cuemu {
+inline int& current_device() {
+    static thread_local int d = 0;
+    return d;
+}
+}  // namespace cuemu
+inline cudaError_t cudaSetDevice(int d) {
+    if (d != 0) return ::cuemu::fail(cudaErrorInvalidDevice);
+    ::cuemu::current_device() = d;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGetDevice(int* d) {
+    if (!d) return ::cuemu::fail(cudaErrorInvalidValue);
+    *d = ::cuemu::current_device();
+    return cudaSuccess;
+}
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+    if (!p) return ::cuemu::fail(cudaErrorInvalidValue);
+    if (d != 0) return ::cuemu::fail(cudaErrorInvalidDevice);
+    *p = cudaDeviceProp{};
+    std::snprintf(p->name, sizeof p->name, "cuemu (CPU emulation)");
+    p->totalGlobalMem = std::size_t(16) << 30;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->regsPerBlock = 65536;
+    p->warpSize = 32;
+    p->maxThreadsPerBlock = 1024;
+    p->maxThreadsDim[0] = 1024, p->maxThreadsDim[1] = 1024, p->maxThreadsDim[2] = 64;
+    p->maxGridSize[0] = 2147483647, p->maxGridSize[1] = 65535, p->maxGridSize[2] = 65535;
+    p->clockRate = 1980000;
+    p->major = 9;
+    p->minor = 0;
+    p->multiProcessorCount = 132;
+    p->l2CacheSize = 50 * 1024 * 1024;
+    p->maxThreadsPerMultiProcessor = 2048;
+    p->sharedMemPerMultiprocessor = 228 * 1024;
+    p->sharedMemPerBlockOptin = 227 * 1024;
+    p->memoryBusWidth = 5120;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceSynchronize() {
+    if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    return cudaSuccess;
+}
+
+// ---------------------------------------------------------------- memory
+
+inline cudaError_t cudaMalloc(void** p, std::size_t n) {
+    if (!p) return ::cuemu::fail(cudaErrorInvalidValue);
+    if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    *p = nullptr;
+    if (n == 0) return cudaSuccess;
+    const std::size_t rounded = (n + 255) / 256 * 256;
+    void* q = std::aligned_alloc(256, rounded);
+    if (!q) return ::cuemu::fail(cudaErrorMemoryAllocation);
+    std::memset(q, 0xff, rounded);  // NaN in every float: unwritten outputs show
+    auto& m = ::cuemu::Memory::get();
+    {
+        std::lock_guard<std::mutex> lock(m.mu);
+        m.blocks[reinterpret_cast<std::uintptr_t>(q)] = n;
+        m.in_use += n;
+    }
+    *p = q;
+    return cudaSuccess;
+}
+template <typename T>
+cudaError_t cudaMalloc(T** p, std::size_t n) {
+    return cudaMalloc(reinterpret_cast<void**>(p), n);
+}
+inline cudaError_t cudaFree(void* p) {
+    if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    if (!p) return cudaSuccess;
+    auto& m = ::cuemu::Memory::get();
+    {
+        std::lock_guard<std::mutex> lock(m.mu);
+        auto it = m.blocks.find(reinterpret_cast<std::uintptr_t>(p));
+        if (it == m.blocks.end()) return ::cuemu::fail(cudaErrorInvalidDevicePointer);
+        m.in_use -= it->second;
+        m.blocks.erase(it);
+    }
+    std::free(p);
+    return cudaSuccess;
+}
+
+namespace cuemu {
+// Checks a copy's pointers against its kind, as the driver does for device memory.
+inline cudaError_t check_copy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
+    if (n == 0) return cudaSuccess;
+    if (!dst || !src) return cudaErrorInvalidValue;
+    auto& m = Memory::get();
+    const bool dst_dev = m.contains(dst, n), src_dev = m.contains(src, n);
+    switch (kind) {
+        case cudaMemcpyHostToDevice: return dst_dev && !m.is_device(src) ? cudaSuccess : cudaErrorInvalidValue;
+        case cudaMemcpyDeviceToHost: return src_dev && !m.is_device(dst) ? cudaSuccess : cudaErrorInvalidValue;
+        case cudaMemcpyDeviceToDevice: return dst_dev && src_dev ? cudaSuccess : cudaErrorInvalidValue;
+        case cudaMemcpyHostToHost: return cudaSuccess;
+        case cudaMemcpyDefault: return cudaSuccess;
+    }
+    return cudaErrorInvalidMemcpyDirection;
+}
+}  // namespace cuemu
+
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind,
+                                   cudaStream_t s = nullptr) {
+    if (cudaError_t e = ::cuemu::check_copy(dst, src, n, kind); e != cudaSuccess) return ::cuemu::fail(e);
+    if (n == 0) return cudaSuccess;
+    ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
+    if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    return cudaMemcpyAsync(dst, src, n, kind, nullptr);
+}
+inline cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, std::size_t n, cudaStream_t s = nullptr) {
+    return cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s);
+}
+inline cudaError_t cudaMemsetAsync(void* p, int value, std::size_t n, cudaStream_t s = nullptr) {
+    if (n == 0) return cudaSuccess;
+    if (!::cuemu::Memory::get().contains(p, n)) return ::cuemu::fail(cudaErrorInvalidValue);
+    ::cuemu::submit(s, [p, value, n]() { std::memset(p, value, n); });
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemset(void* p, int value, std::size_t n) {
+    if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    return cudaMemsetAsync(p, value, n, nullptr);
+}
+
+// ---------------------------------------------------------------- streams
+
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+    if (!s) return ::cuemu::fail(cudaErrorInvalidValue);
+    *s = new ::cuemu::Stream();
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    delete s;
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (::cuemu::stream_of(s).capture || ::cuemu::capture_forbids_unsafe_calls())
+        return ::cuemu::unsafe_call_during_capture();
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    if (!s) return ::cuemu::fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot capture
+    if (s->capture) return ::cuemu::fail(cudaErrorIllegalState);
+    s->capture = new ::cuemu::Graph();
+    s->invalidated = false;
+    s->mode = mode;
+    ::cuemu::capturing().push_back(s);
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+    if (!s || !s->capture) return ::cuemu::fail(cudaErrorInvalidValue);
+    auto& v = ::cuemu::capturing();
+    v.erase(std::remove(v.begin(), v.end(), s), v.end());
+    ::cuemu::Graph* graph = s->capture;
+    s->capture = nullptr;
+    if (s->invalidated) {
+        delete graph;
+        if (g) *g = nullptr;
+        return ::cuemu::fail(cudaErrorStreamCaptureInvalidated);
+    }
+    if (!g) {
+        delete graph;
+        return ::cuemu::fail(cudaErrorInvalidValue);
+    }
+    *g = graph;
+    return cudaSuccess;
+}
+
+// ---------------------------------------------------------------- graphs
+
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned long long = 0) {
+    if (!exec || !g) return ::cuemu::fail(cudaErrorInvalidValue);
+    *exec = new ::cuemu::GraphExec{g->ops};
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete e;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+    if (!e) return ::cuemu::fail(cudaErrorInvalidValue);
+    for (const auto& op : e->ops) ::cuemu::submit(s, op);
+    return cudaSuccess;
+}

@@ -1,0 +1,646 @@
+// cuemu: the CUDA backend's kernels run on the CPU, for testing them on a
+// machine without a GPU. Not a simulator of the hardware: a functional model
+// of the parts of CUDA that kernels/cumulus/cuda/ uses, strict where a GPU is
+// strict, so that the CUDA tests (tests/cuda/*.cu) can run and fail here.
+//
+// - Kernels: every block runs in turn; its threads are fibers on
+//   one OS thread, switched at __syncthreads() / __syncwarp() / shuffles.
+//   A barrier that not every live thread of the block (or warp) reaches is a
+//   deadlock, reported with the kernel's name. A kernel that has never
+//   reached a barrier runs its threads as plain calls (fast path); should it
+//   reach one later, the launch fails loudly.
+// - Launches are checked as CUDA checks them: 0 blocks or threads, more than
+//   1024 threads, grid y / z over 65535 give cudaErrorInvalidConfiguration.
+// - __shared__ memory is one static array per kernel and OS thread: a block
+//   finds what the previous block left there (as undefined as on a GPU).
+// - Device memory: cudaMalloc'd host memory, filled with NaN bytes. Pointers
+//   of every copy are checked against the allocations (cudaErrorInvalidValue
+//   for a device pointer that is none).
+// - Streams run their work at once, in order. Stream capture records every
+//   launch, copy and memset (with its arguments as they were at capture) into
+//   a graph that cudaGraphLaunch replays; cudaMalloc, cudaFree and a
+//   synchronization during capture fail with
+//   cudaErrorStreamCaptureUnsupported and invalidate the capture, as on a GPU.
+// - One device, "cuemu", sm_90, 132 multiprocessors.
+#pragma once
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---------------------------------------------------------------- keywords
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__ static thread_local
+#define __constant__ static
+
+// ---------------------------------------------------------------- vector types
+
+struct uint3 {
+    unsigned x, y, z;
+};
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+    constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+    constexpr operator uint3() const { return {x, y, z}; }
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+struct alignas(16) double2 {
+    double x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
+// ---------------------------------------------------------------- runtime types
+
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorNoDevice = 100,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorIllegalState = 401,
+    cudaErrorLaunchFailure = 719,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureUnmatched = 903,
+    cudaErrorUnknown = 999,
+};
+using cudaError = cudaError_t;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4,
+};
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+
+namespace cuemu {
+struct Stream;
+struct Graph;
+struct GraphExec;
+}  // namespace cuemu
+using cudaStream_t = cuemu::Stream*;
+using cudaGraph_t = cuemu::Graph*;
+using cudaGraphExec_t = cuemu::GraphExec*;
+using cudaEvent_t = struct cuemu_event*;
+
+struct cudaDeviceProp {
+    char name[256];
+    std::size_t totalGlobalMem;
+    std::size_t sharedMemPerBlock;
+    int regsPerBlock;
+    int warpSize;
+    int maxThreadsPerBlock;
+    int maxThreadsDim[3];
+    int maxGridSize[3];
+    int clockRate;
+    int major;
+    int minor;
+    int multiProcessorCount;
+    int l2CacheSize;
+    int maxThreadsPerMultiProcessor;
+    std::size_t sharedMemPerMultiprocessor;
+    std::size_t sharedMemPerBlockOptin;
+    int memoryBusWidth;
+};
+
+// ---------------------------------------------------------------- fibers' context switch
+
+// x86-64: a switch that saves the callee-saved registers, MXCSR and the x87
+// control word on the old stack (no system call, unlike swapcontext, which
+// saves the signal mask); elsewhere ucontext.
+#if defined(__x86_64__) && !defined(CUEMU_USE_UCONTEXT)
+extern "C" void cuemu_switch(void** save_sp, void* new_sp);
+extern "C" void cuemu_fiber_start();
+asm(R"(
+    .text
+    .weak cuemu_switch
+    .type cuemu_switch, @function
+cuemu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size cuemu_switch, .-cuemu_switch
+    .weak cuemu_fiber_start
+    .type cuemu_fiber_start, @function
+cuemu_fiber_start:
+    movq %r12, %rdi
+    callq *%r13
+    ud2
+    .size cuemu_fiber_start, .-cuemu_fiber_start
+)");
+namespace cuemu {
+struct Context {
+    void* sp = nullptr;
+};
+// Prepares ctx to run entry(arg) on the stack [stack, stack + bytes) when switched to.
+inline void make_context(Context& ctx, char* stack, std::size_t bytes, void (*entry)(void*), void* arg) {
+    auto top = (reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t(15));
+    auto* sp = reinterpret_cast<std::uint64_t*>(top);
+    *--sp = 0;                                                    // keeps the start 16-byte aligned
+    *--sp = reinterpret_cast<std::uint64_t>(&cuemu_fiber_start);  // where cuemu_switch returns to
+    *--sp = 0;                                                    // rbp
+    *--sp = 0;                                                    // rbx
+    *--sp = reinterpret_cast<std::uint64_t>(arg);                 // r12
+    *--sp = reinterpret_cast<std::uint64_t>(entry);               // r13
+    *--sp = 0;                                                    // r14
+    *--sp = 0;                                                    // r15
+    *--sp = 0x037Full << 32 | 0x1F80ull;                          // MXCSR, x87 control word: the defaults
+    ctx.sp = sp;
+}
+inline void switch_context(Context& from, Context& to) { cuemu_switch(&from.sp, to.sp); }
+}  // namespace cuemu
+#else
+namespace cuemu {
+struct Context {
+    ucontext_t uc;
+};
+inline void ucontext_entry(unsigned lo, unsigned hi, unsigned elo, unsigned ehi) {
+    auto* arg = reinterpret_cast<void*>((std::uintptr_t(hi) << 32) | lo);
+    auto* entry = reinterpret_cast<void (*)(void*)>((std::uintptr_t(ehi) << 32) | elo);
+    entry(arg);
+}
+inline void make_context(Context& ctx, char* stack, std::size_t bytes, void (*entry)(void*), void* arg) {
+    getcontext(&ctx.uc);
+    ctx.uc.uc_stack.ss_sp = stack;
+    ctx.uc.uc_stack.ss_size = bytes;
+    ctx.uc.uc_link = nullptr;
+    const auto a = reinterpret_cast<std::uintptr_t>(arg), e = reinterpret_cast<std::uintptr_t>(entry);
+    makecontext(&ctx.uc, reinterpret_cast<void (*)()>(ucontext_entry), 4, unsigned(a), unsigned(a >> 32), unsigned(e),
+                unsigned(e >> 32));
+}
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+}  // namespace cuemu
+#endif
+
+namespace cuemu {
+
+// ---------------------------------------------------------------- errors
+
+inline cudaError_t& last_error() {
+    static thread_local cudaError_t e = cudaSuccess;
+    return e;
+}
+inline cudaError_t fail(cudaError_t e) {
+    if (e != cudaSuccess) last_error() = e;
+    return e;
+}
+[[noreturn]] inline void abort_with(const std::string& what) {
+    std::fprintf(stderr, "cuemu: %s\n", what.c_str());
+    std::fflush(stderr);
+    std::abort();
+}
+
+// ---------------------------------------------------------------- memory
+
+struct Memory {
+    std::mutex mu;
+    std::map<std::uintptr_t, std::size_t> blocks;  // start -> size
+    std::size_t in_use = 0;
+
+    static Memory& get() {
+        static Memory m;
+        return m;
+    }
+    // Whether [p, p + n) lies inside one allocation.
+    bool contains(const void* p, std::size_t n) {
+        std::lock_guard<std::mutex> lock(mu);
+        const auto a = reinterpret_cast<std::uintptr_t>(p);
+        auto it = blocks.upper_bound(a);
+        if (it == blocks.begin()) return false;
+        --it;
+        return a >= it->first && a + n <= it->first + it->second;
+    }
+    bool is_device(const void* p) { return contains(p, 1); }
+};
+
+// ---------------------------------------------------------------- streams and graphs
+
+using Op = std::function<void()>;
+
+struct Graph {
+    std::vector<Op> ops;
+};
+struct GraphExec {
+    std::vector<Op> ops;
+};
+struct Stream {
+    Graph* capture = nullptr;  // non-null while capturing
+    bool invalidated = false;  // an unsupported call happened during capture
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+};
+
+inline Stream& legacy_stream() {
+    static Stream s;
+    return s;
+}
+inline Stream& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
+
+// Streams that are capturing in a mode that forbids allocation and sync.
+inline std::vector<Stream*>& capturing() {
+    static std::vector<Stream*> v;
+    return v;
+}
+inline bool capture_forbids_unsafe_calls() {
+    for (Stream* s : capturing())
+        if (s->mode != cudaStreamCaptureModeRelaxed) return true;
+    return false;
+}
+inline cudaError_t unsafe_call_during_capture() {
+    for (Stream* s : capturing()) s->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+}
+
+// Runs op now, or records it when the stream captures.
+inline void submit(cudaStream_t s, Op op) {
+    Stream& st = stream_of(s);
+    if (st.capture) st.capture->ops.push_back(std::move(op));
+    else op();
+}
+
+// ---------------------------------------------------------------- kernels
+
+struct LaunchConfig {
+    dim3 grid, block;
+    std::size_t shared_bytes;
+    cudaStream_t stream;
+    LaunchConfig(dim3 g, dim3 b, std::size_t shmem = 0, cudaStream_t s = nullptr)
+        : grid(g), block(b), shared_bytes(shmem), stream(s) {}
+};
+
+enum class Wait { none, block, warp };
+
+struct Fiber {
+    Context ctx;
+    uint3 thread_idx{};
+    unsigned linear = 0;
+    bool done = false;
+    Wait wait = Wait::none;
+    std::uint64_t shfl_value = 0;  // what this lane offers to the shuffle it waits in
+    const char* site_file = "";    // the __syncthreads() it waits at
+    int site_line = 0;
+};
+
+struct BlockRun {
+    const char* kernel = "";
+    std::vector<Fiber> fibers;
+    Context scheduler;
+    Fiber* current = nullptr;
+    bool fibers_mode = false;  // false: threads run as plain calls
+    bool barrier_hit = false;
+    std::exception_ptr error;
+    // The values of the last released shuffle, per lane of the block.
+    std::vector<std::uint64_t> shfl_released;
+    std::vector<char> shfl_live;  // whether that lane took part in the release (had not exited)
+    const std::function<void()>* body = nullptr;
+};
+
+struct ThreadState {
+    uint3 thread_idx{}, block_idx{};
+    dim3 block_dim{}, grid_dim{};
+    BlockRun* run = nullptr;
+};
+inline ThreadState& state() {
+    static thread_local ThreadState s;
+    return s;
+}
+
+[[noreturn]] inline void fiber_entry(void* arg) {
+    auto* run = static_cast<BlockRun*>(arg);
+    try {
+        (*run->body)();
+    } catch (...) {
+        if (!run->error) run->error = std::current_exception();
+    }
+    Fiber* f = run->current;
+    f->done = true;
+    f->wait = Wait::none;
+    switch_context(f->ctx, run->scheduler);  // never resumed
+    std::abort();
+}
+
+// Suspends the calling thread until its barrier is released.
+inline void wait_at(Wait w, std::uint64_t value = 0, const char* file = "", int line = 0) {
+    ThreadState& ts = state();
+    BlockRun* run = ts.run;
+    if (!run) abort_with("a barrier or shuffle outside a kernel");
+    run->barrier_hit = true;
+    if (!run->fibers_mode)
+        throw std::runtime_error("reached a barrier, which no earlier launch of it did: its threads ran as plain "
+                                 "calls (tests/emu/include/cuemu.hpp, KernelInfo)");
+    Fiber* f = run->current;
+    f->wait = w;
+    f->shfl_value = value;
+    f->site_file = file;
+    f->site_line = line;
+    switch_context(f->ctx, run->scheduler);
+    // resumed: the scheduler set state().thread_idx for us
+}
+
+inline constexpr std::size_t kStackBytes = 256 * 1024;
+
+// Runs one block with every thread a fiber; throws on a deadlock.
+inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
+    ThreadState& ts = state();
+    static thread_local std::vector<std::unique_ptr<char[]>> stacks;  // reused by every block
+    while (stacks.size() < nthreads) stacks.emplace_back(new char[kStackBytes]);
+    run.fibers.assign(nthreads, Fiber{});
+    run.shfl_released.assign(nthreads, 0);
+    run.shfl_live.assign(nthreads, 0);
+    for (unsigned t = 0; t < nthreads; ++t) {
+        Fiber& f = run.fibers[t];
+        f.linear = t;
+        f.thread_idx = {t % bd.x, (t / bd.x) % bd.y, t / (bd.x * bd.y)};
+        make_context(f.ctx, stacks[t].get(), kStackBytes, fiber_entry, &run);
+    }
+    std::vector<char> runnable(nthreads, 1);
+    for (;;) {
+        for (unsigned t = 0; t < nthreads; ++t) {
+            Fiber& f = run.fibers[t];
+            if (f.done || !runnable[t]) continue;
+            run.current = &f;
+            ts.thread_idx = f.thread_idx;
+            switch_context(run.scheduler, f.ctx);
+            runnable[t] = 0;
+        }
+        if (run.error) return;
+        // Everyone is done or waiting. Release warps whose live lanes all wait in a warp op.
+        bool released = false, all_done = true, all_block = true;
+        for (unsigned w0 = 0; w0 < nthreads; w0 += 32) {
+            const unsigned w1 = std::min(nthreads, w0 + 32);
+            bool any_live = false, all_warp = true;
+            for (unsigned t = w0; t < w1; ++t) {
+                const Fiber& f = run.fibers[t];
+                if (f.done) continue;
+                any_live = true;
+                if (f.wait != Wait::warp) all_warp = false;
+            }
+            if (any_live && all_warp) {
+                for (unsigned t = w0; t < w1; ++t) {
+                    Fiber& f = run.fibers[t];
+                    run.shfl_live[t] = !f.done;
+                    if (f.done) continue;
+                    run.shfl_released[t] = f.shfl_value;
+                    f.wait = Wait::none;
+                    runnable[t] = 1;
+                }
+                released = true;
+            }
+        }
+        for (const Fiber& f : run.fibers) {
+            if (f.done) continue;
+            all_done = false;
+            if (f.wait != Wait::block) all_block = false;
+        }
+        if (all_done) return;
+        if (released) continue;
+        if (all_block) {
+            // Every live thread must wait at the same __syncthreads(): one in a branch that
+            // not the whole block takes is undefined on a GPU (a hang, or wrong results).
+            const Fiber* first = nullptr;
+            for (const Fiber& f : run.fibers) {
+                if (f.done) continue;
+                if (!first) first = &f;
+                else if (f.site_line != first->site_line || std::strcmp(f.site_file, first->site_file) != 0)
+                    throw std::runtime_error("threads " + std::to_string(first->linear) + " and " +
+                                             std::to_string(f.linear) + " wait at different __syncthreads(): " +
+                                             first->site_file + ":" + std::to_string(first->site_line) + " and " +
+                                             f.site_file + ":" + std::to_string(f.site_line));
+            }
+            for (unsigned t = 0; t < nthreads; ++t) {
+                Fiber& f = run.fibers[t];
+                if (!f.done) {
+                    f.wait = Wait::none;
+                    runnable[t] = 1;
+                }
+            }
+            continue;
+        }
+        // Deadlock: some wait at __syncthreads, others in a warp op of a warp that is not all there.
+        std::string where;
+        for (unsigned t = 0; t < nthreads; ++t) {
+            const Fiber& f = run.fibers[t];
+            if (f.done) continue;
+            if (where.size() < 200)
+                where += " t" + std::to_string(t) + (f.wait == Wait::block ? ":syncthreads" : ":warp-op");
+        }
+        throw std::runtime_error(std::string("deadlock in kernel ") + run.kernel + ", block (" +
+                                 std::to_string(state().block_idx.x) + "," + std::to_string(state().block_idx.y) + "," +
+                                 std::to_string(state().block_idx.z) + "): threads wait at different barriers:" +
+                                 where);
+    }
+}
+
+// What a launch site's kernel has shown: until its first launch is done, its
+// threads run as fibers; if no thread reached a barrier, later launches run
+// them as plain calls, and a barrier reached then fails the launch loudly.
+struct KernelInfo {
+    bool learned = false;
+    bool needs_fibers = true;
+};
+
+inline cudaError_t check_config(const LaunchConfig& c) {
+    const std::uint64_t threads = std::uint64_t(c.block.x) * c.block.y * c.block.z;
+    if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 || threads == 0 || threads > 1024 || c.block.z > 64 ||
+        c.grid.y > 65535 || c.grid.z > 65535 || c.grid.x > 2147483647u || c.shared_bytes > 227 * 1024)
+        return cudaErrorInvalidConfiguration;
+    return cudaSuccess;
+}
+
+inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, const std::function<void()>& body) {
+    ThreadState& ts = state();
+    const ThreadState saved = ts;
+    BlockRun run;
+    run.kernel = name;
+    run.body = &body;
+    ts.run = &run;
+    ts.grid_dim = c.grid;
+    ts.block_dim = c.block;
+    const unsigned nthreads = c.block.x * c.block.y * c.block.z;
+    try {
+        for (unsigned bz = 0; bz < c.grid.z; ++bz)
+            for (unsigned by = 0; by < c.grid.y; ++by)
+                for (unsigned bx = 0; bx < c.grid.x; ++bx) {
+                    ts.block_idx = {bx, by, bz};
+                    if (info.needs_fibers) {
+                        run.fibers_mode = true;
+                        run_block_fibers(run, nthreads, c.block);
+                        if (run.error) std::rethrow_exception(run.error);
+                        continue;
+                    }
+                    run.fibers_mode = false;
+                    for (unsigned t = 0; t < nthreads; ++t) {
+                        ts.thread_idx = {t % c.block.x, (t / c.block.x) % c.block.y, t / (c.block.x * c.block.y)};
+                        body();
+                    }
+                }
+        if (!info.learned) {
+            info.learned = true;
+            info.needs_fibers = run.barrier_hit;
+        }
+    } catch (const std::exception& e) {
+        // As a faulting kernel on a GPU: the launch reports cudaErrorLaunchFailure (here at once).
+        ts = saved;
+        std::fprintf(stderr, "cuemu: kernel %s failed: %s\n", name, e.what());
+        fail(cudaErrorLaunchFailure);
+        return;
+    }
+    ts = saved;
+}
+
+template <typename Body, typename... Args>
+void launch(const LaunchConfig& c, const char* name, Body body, Args&&... args) {
+    static KernelInfo info;  // one per launch site and instantiation
+    if (cudaError_t e = check_config(c); e != cudaSuccess) {
+        fail(e);
+        return;
+    }
+    auto packed = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...);  // arguments as at launch
+    submit(c.stream, [c, name, body, packed]() {
+        const std::function<void()> call = [&]() { std::apply(body, packed); };
+        run_grid(name, info, c, call);
+    });
+}
+
+// ---------------------------------------------------------------- warp ops
+
+template <typename T>
+std::uint64_t to_bits(T v) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
+    std::uint64_t b = 0;
+    std::memcpy(&b, &v, sizeof(T));
+    return b;
+}
+template <typename T>
+T from_bits(std::uint64_t b) {
+    T v;
+    std::memcpy(&v, &b, sizeof(T));
+    return v;
+}
+
+template <typename T>
+T shfl(T v, unsigned src_of_lane(unsigned lane, unsigned arg), unsigned arg, int width) {
+    ThreadState& ts = state();
+    wait_at(Wait::warp, to_bits(v));
+    BlockRun* run = ts.run;
+    const unsigned me = run->current->linear;
+    const unsigned warp0 = me / 32 * 32, lane = me % 32;
+    const unsigned w = unsigned(width <= 0 || width > 32 ? 32 : width);
+    const unsigned seg = lane / w * w;
+    unsigned src = src_of_lane(lane % w, arg);
+    if (src >= w) src = lane % w;  // out of the segment: own value (as __shfl_down / __shfl_up do)
+    const unsigned idx = warp0 + seg + src;
+    if (idx >= run->fibers.size() || !run->shfl_live[idx])
+        throw std::runtime_error("shuffle reads lane " + std::to_string(idx % 32) + ", which has exited");
+    return from_bits<T>(run->shfl_released[idx]);
+}
+
+}  // namespace cuemu
+
+// ---------------------------------------------------------------- built-in variables and functions
+
+#define threadIdx (::cuemu::state().thread_idx)
+#define blockIdx (::cuemu::state().block_idx)
+#define blockDim (::cuemu::state().block_dim)
+#define gridDim (::cuemu::state().grid_dim)
+inline constexpr int warpSize = 32;
+
+#define __syncthreads() ::cuemu::wait_at(::cuemu::Wait::block, 0, __FILE__, __LINE__)
+inline void __syncwarp(unsigned = 0xffffffffu) { ::cuemu::wait_at(::cuemu::Wait::warp); }
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+    return ::cuemu::shfl(v, [](unsigned l, unsigned m) { return l ^ m; }, unsigned(mask), width);
+}
+template <typename T>
+T __shfl_down_sync(unsigned, T v, unsigned d, int width = 32) {
+    return ::cuemu::shfl(v, [](unsigned l, unsigned dd) { return l + dd; }, d, width);
+}
+template <typename T>
+T __shfl_up_sync(unsigned, T v, unsigned d, int width = 32) {
+    return ::cuemu::shfl(v, [](unsigned l, unsigned dd) { return l >= dd ? l - dd : 1000u; }, d, width);
+}
+template <typename T>
+T __shfl_sync(unsigned, T v, int src, int width = 32) {
+    return ::cuemu::shfl(v, [](unsigned, unsigned s) { return s; }, unsigned(src), width);
+}
+template <typename T>
+T __ldg(const T* p) {
+    return *p;
+}
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+inline float __int_as_float(int i) { return ::cuemu::from_bits<float>(std::uint32_t(i)); }
+inline int __float_as_int(float f) { return int(std::uint32_t(::cuemu::to_bits(f))); }
+inline float __uint_as_float(unsigned u) { return ::cuemu::from_bits<float>(u); }
+inline unsigned __float_as_uint(float f) { return unsigned(::cuemu::to_bits(f)); }
+inline unsigned __umulhi(unsigned a, unsigned b) { return unsigned((std::uint64_t(a) * b) >> 32); }
+using std::fmaxf;
+using std::fminf;

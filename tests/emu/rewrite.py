@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Rewrites CUDA kernel launches for the CPU emulation of the CUDA backend.
+
+    python3 rewrite.py OUT_DIR ROOT FILE...
+
+Each FILE (a path under ROOT) is copied to OUT_DIR under the same relative
+path (a .cu file as .cpp), with every launch `kernel<<<grid, block[, shmem[, stream]]>>>(args)`
+turned into `::cuemu::launch(::cuemu::LaunchConfig(grid, block[, ...]),
+"kernel", [](auto&&... a) { kernel(a...); }, args)`, which g++ compiles
+(tests/emu/include/cuemu.hpp): the arguments are evaluated and kept at the
+launch, and the kernel's template arguments deduced from them, as nvcc does. Nothing
+else changes, and a `#line` directive first keeps the original's name and
+line numbers in __FILE__, __LINE__ and compiler messages. A file is only rewritten when
+its content would change, so the build does not recompile what it need not.
+"""
+import os
+import sys
+
+
+def kernel_start(text, end):
+    """Index where the kernel expression ending just before `end` starts."""
+    i = end
+    while i > 0 and text[i - 1] in " \t\r\n":
+        i -= 1
+    if i > 0 and text[i - 1] == ">":  # template arguments: match the angle brackets
+        depth = 0
+        while i > 0:
+            i -= 1
+            c = text[i]
+            if c == ">":
+                depth += 1
+            elif c == "<":
+                depth -= 1
+                if depth == 0:
+                    break
+        while i > 0 and text[i - 1] in " \t\r\n":
+            i -= 1
+    while i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_:"):
+        i -= 1
+    return i
+
+
+def rewrite(text, path):
+    out = []
+    pos = 0
+    while True:
+        open_at = text.find("<<<", pos)
+        if open_at < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        close_at = text.find(">>>", open_at)
+        paren = close_at + 3
+        while paren < len(text) and text[paren] in " \t\r\n":
+            paren += 1
+        if close_at < 0 or paren >= len(text) or text[paren] != "(":
+            line = text.count("\n", 0, open_at) + 1
+            sys.exit(f"rewrite.py: {path}:{line}: a '<<<' without '>>>(' after it")
+        start = kernel_start(text, open_at)
+        kernel = text[start:open_at].strip()
+        if not kernel:
+            line = text.count("\n", 0, open_at) + 1
+            sys.exit(f"rewrite.py: {path}:{line}: no kernel name before '<<<'")
+        config = text[open_at + 3:close_at]
+        # Keep the newlines of the original so that line numbers do not move.
+        between = text[start:open_at].count("\n") + config.count("\n")
+        # an empty argument list: `kernel<<<...>>>()`
+        rest = paren + 1
+        j = rest
+        while j < len(text) and text[j] in " \t\r\n":
+            j += 1
+        sep = "" if text[j] == ")" else ", "
+        out.append(text[pos:start])
+        name = " ".join(kernel.split())
+        out.append(f"::cuemu::launch(::cuemu::LaunchConfig({config.strip()}), \"{name}\", "
+                   f"[](auto&&... cuemu_args) {{ {name}(cuemu_args...); }}{sep}" + "\n" * between)
+        pos = rest
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    out_dir, root = sys.argv[1], sys.argv[2]
+    for f in sys.argv[3:]:
+        rel = os.path.relpath(f, root)
+        with open(f, encoding="utf-8") as fh:
+            text = fh.read()
+        # `#line` keeps __FILE__, __LINE__ and compiler messages pointing at the original.
+        new = f'#line 1 "{os.path.abspath(f)}"\n' + rewrite(text, f)
+        dest = os.path.join(out_dir, rel)
+        if dest.endswith(".cu"):
+            dest = dest[:-3] + ".cpp"  # for g++
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        try:
+            with open(dest, encoding="utf-8") as fh:
+                if fh.read() == new:
+                    continue
+        except OSError:
+            pass
+        with open(dest, "w", encoding="utf-8") as fh:
+            fh.write(new)
+
+
+if __name__ == "__main__":
+    main()
