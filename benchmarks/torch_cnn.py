@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The mnist_cnn model (TensorFlow's distributed-MNIST tutorial CNN) in
 PyTorch, timed over N training steps or whole epochs: the reference that
-examples/mnist_cnn and benchmarks/cnn_epoch_bench are compared with.
+examples/mnist_cnn and cuda_conv_bench's BM_cnn_epoch are compared with.
 
 Same model: conv 5x5x32 same + ReLU -> max-pool 2x2 -> conv 5x5x64 same +
 ReLU -> max-pool 2x2 -> flatten -> dense 1024 ReLU -> dropout 0.4 -> dense 10,

@@ -50,6 +50,10 @@ if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES LABELS "cuda-emu" SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE} TIMEOUT 600)
   endforeach()
+  # The emulation itself: barriers, shuffles, launch checks, capture and replay.
+  cumulus_add_test(cuemu_test ${CMAKE_CURRENT_LIST_DIR}/cuemu_test.cpp LABELS cuda-emu cpu)
+  target_include_directories(cuemu_test BEFORE PRIVATE ${CMAKE_CURRENT_LIST_DIR}/include)
+  target_compile_options(cuemu_test PRIVATE -Wno-unknown-pragmas -Wno-sign-compare)
 elseif(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE)
   message(STATUS "cumulus: the CUDA tests on the CPU emulation (cuda-emu) need python3 and g++ or clang++; not built")
 endif()

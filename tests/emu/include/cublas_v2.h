@@ -44,7 +44,7 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublas
         ldb < std::max(1, tb == CUBLAS_OP_N ? k : n))
         return CUBLAS_STATUS_INVALID_VALUE;
     const float a = *alpha, b = *beta;
-    ::cuemu::submit(h->stream, [=]() {
+    const cudaError_t e = ::cuemu::submit(h->stream, [=]() {
         for (int j = 0; j < n; ++j)
             for (int i = 0; i < m; ++i) {
                 double s = 0;
@@ -57,5 +57,5 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublas
                 c = float(double(a) * s + (b == 0.0f ? 0.0 : double(b) * double(c)));
             }
     });
-    return CUBLAS_STATUS_SUCCESS;
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }

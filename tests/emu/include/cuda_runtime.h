@@ -157,8 +157,7 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t n, cu
                                    cudaStream_t s = nullptr) {
     if (cudaError_t e = ::cuemu::check_copy(dst, src, n, kind); e != cudaSuccess) return ::cuemu::fail(e);
     if (n == 0) return cudaSuccess;
-    ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
-    return cudaSuccess;
+    return ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
@@ -170,8 +169,7 @@ inline cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, std
 inline cudaError_t cudaMemsetAsync(void* p, int value, std::size_t n, cudaStream_t s = nullptr) {
     if (n == 0) return cudaSuccess;
     if (!::cuemu::Memory::get().contains(p, n)) return ::cuemu::fail(cudaErrorInvalidValue);
-    ::cuemu::submit(s, [p, value, n]() { std::memset(p, value, n); });
-    return cudaSuccess;
+    return ::cuemu::submit(s, [p, value, n]() { std::memset(p, value, n); });
 }
 inline cudaError_t cudaMemset(void* p, int value, std::size_t n) {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
@@ -240,6 +238,7 @@ inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
 }
 inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidValue);
-    for (const auto& op : e->ops) ::cuemu::submit(s, op);
+    for (const auto& op : e->ops)
+        if (cudaError_t err = ::cuemu::submit(s, op); err != cudaSuccess) return err;
     return cudaSuccess;
 }

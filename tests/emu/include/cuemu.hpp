@@ -18,8 +18,8 @@
 //   for a device pointer that is none).
 // - Streams run their work at once, in order. Stream capture records every
 //   launch, copy and memset (with its arguments as they were at capture) into
-//   a graph that cudaGraphLaunch replays; cudaMalloc, cudaFree and a
-//   synchronization during capture fail with
+//   a graph that cudaGraphLaunch replays; cudaMalloc, cudaFree, a
+//   synchronization and work for the legacy stream during capture fail with
 //   cudaErrorStreamCaptureUnsupported and invalidate the capture, as on a GPU.
 // - One device, "cuemu", sm_90, 132 multiprocessors.
 #pragma once
@@ -317,11 +317,15 @@ inline cudaError_t unsafe_call_during_capture() {
     return fail(cudaErrorStreamCaptureUnsupported);
 }
 
-// Runs op now, or records it when the stream captures.
-inline void submit(cudaStream_t s, Op op) {
+// Runs op now, or records it when the stream captures. Work for the legacy
+// stream while a capture is on is an unsafe call (it would synchronize with
+// the capturing stream): the capture is invalidated, as on a GPU.
+inline cudaError_t submit(cudaStream_t s, Op op) {
+    if (!s && capture_forbids_unsafe_calls()) return unsafe_call_during_capture();
     Stream& st = stream_of(s);
     if (st.capture) st.capture->ops.push_back(std::move(op));
     else op();
+    return cudaSuccess;
 }
 
 // ---------------------------------------------------------------- kernels
@@ -562,7 +566,7 @@ void launch(const LaunchConfig& c, const char* name, Body body, Args&&... args) 
         return;
     }
     auto packed = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...);  // arguments as at launch
-    submit(c.stream, [c, name, body, packed]() {
+    (void)submit(c.stream, [c, name, body, packed]() {
         const std::function<void()> call = [&]() { std::apply(body, packed); };
         run_grid(name, info, c, call);
     });

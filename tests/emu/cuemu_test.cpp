@@ -1,0 +1,238 @@
+// The CPU emulation of CUDA itself (tests/emu/include/cuemu.hpp): barriers,
+// shuffles, launch checks, stream capture and graph replay behave as the
+// CUDA tests that run on it assume, and the mistakes it is there to catch
+// are caught.
+#include <doctest/doctest.h>
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+template <typename T>
+T* device_alloc(std::size_t n) {
+    void* p = nullptr;
+    REQUIRE(cudaMalloc(&p, n * sizeof(T)) == cudaSuccess);
+    return static_cast<T*>(p);
+}
+
+// ---- kernels, written as for nvcc
+
+__global__ void neighbour_kernel(const int* in, int* out) {
+    __shared__ int s[256];
+    s[threadIdx.x] = in[blockIdx.x * blockDim.x + threadIdx.x];
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
+}
+
+__global__ void warp_sum_kernel(const float* in, float* out) {
+    float v = in[threadIdx.x];
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    out[threadIdx.x] = v;
+}
+
+__global__ void shfl_down_kernel(const int* in, int* out) {
+    out[threadIdx.x] = __shfl_down_sync(0xffffffffu, in[threadIdx.x], 3);
+}
+
+__global__ void divergent_barrier_kernel(int* out) {
+    if (threadIdx.x < 7) {
+        __syncthreads();
+    } else {
+        __syncthreads();
+    }
+    out[threadIdx.x] = 1;
+}
+
+__global__ void half_warp_shuffle_kernel(int* out) {
+    int v = int(threadIdx.x);
+    if (threadIdx.x < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);
+    else __syncthreads();
+    out[threadIdx.x] = v;
+}
+
+__global__ void maybe_barrier_kernel(int* out, bool sync) {
+    if (sync) __syncthreads();
+    out[threadIdx.x] = int(threadIdx.x);
+}
+
+__global__ void add_kernel(float* x, float v, int n) {
+    const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < n) x[i] += v;
+}
+
+__global__ void index_kernel(int* out) {
+    const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    out[b * (blockDim.x * blockDim.y * blockDim.z) + t] = int(b * 1000 + t);
+}
+
+#define LAUNCH(kernel, grid, block, stream, ...)                                                              \
+    ::cuemu::launch(::cuemu::LaunchConfig(grid, block, 0, stream), #kernel,                                   \
+                    [](auto&&... a) { kernel(a...); }, __VA_ARGS__)
+
+}  // namespace
+
+TEST_CASE("cuemu: __syncthreads orders shared-memory writes before reads, block by block") {
+    const int blocks = 3, threads = 256, n = blocks * threads;
+    std::vector<int> in(n), out(n);
+    for (int i = 0; i < n; ++i) in[i] = i * 7 + 1;
+    int* d_in = device_alloc<int>(n);
+    int* d_out = device_alloc<int>(n);
+    REQUIRE(cudaMemcpy(d_in, in.data(), n * sizeof(int), cudaMemcpyHostToDevice) == cudaSuccess);
+    LAUNCH(neighbour_kernel, blocks, threads, nullptr, d_in, d_out);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    REQUIRE(cudaMemcpy(out.data(), d_out, n * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (int b = 0; b < blocks; ++b)
+        for (int t = 0; t < threads; ++t) CHECK(out[b * threads + t] == in[b * threads + (t + 1) % threads]);
+    cudaFree(d_in);
+    cudaFree(d_out);
+}
+
+TEST_CASE("cuemu: warp shuffles exchange the values of one step") {
+    std::vector<float> in(64), out(64);
+    float s0 = 0, s1 = 0;
+    for (int i = 0; i < 64; ++i) {
+        in[i] = float(i * i % 13);
+        (i < 32 ? s0 : s1) += in[i];
+    }
+    float* d_in = device_alloc<float>(64);
+    float* d_out = device_alloc<float>(64);
+    cudaMemcpy(d_in, in.data(), sizeof(float) * 64, cudaMemcpyHostToDevice);
+    LAUNCH(warp_sum_kernel, 1, 64, nullptr, d_in, d_out);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    cudaMemcpy(out.data(), d_out, sizeof(float) * 64, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 64; ++i) CHECK(out[i] == (i < 32 ? s0 : s1));
+
+    std::vector<int> iin(32), iout(32);
+    for (int i = 0; i < 32; ++i) iin[i] = 100 + i;
+    int* di = device_alloc<int>(32);
+    int* dout = device_alloc<int>(32);
+    cudaMemcpy(di, iin.data(), sizeof(int) * 32, cudaMemcpyHostToDevice);
+    LAUNCH(shfl_down_kernel, 1, 32, nullptr, di, dout);
+    cudaMemcpy(iout.data(), dout, sizeof(int) * 32, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 32; ++i) CHECK(iout[i] == (i + 3 < 32 ? 100 + i + 3 : 100 + i));  // own value past the end
+    cudaFree(d_in);
+    cudaFree(d_out);
+    cudaFree(di);
+    cudaFree(dout);
+}
+
+TEST_CASE("cuemu: built-in indices cover 3-D grids and blocks") {
+    const dim3 grid(3, 2, 2), block(4, 3, 2);
+    const int n = 12 * 24;
+    int* d = device_alloc<int>(n);
+    LAUNCH(index_kernel, grid, block, nullptr, d);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    std::vector<int> out(n);
+    cudaMemcpy(out.data(), d, sizeof(int) * n, cudaMemcpyDeviceToHost);
+    for (int b = 0; b < 12; ++b)
+        for (int t = 0; t < 24; ++t) CHECK(out[b * 24 + t] == b * 1000 + t);
+    cudaFree(d);
+}
+
+TEST_CASE("cuemu: barriers that not every thread reaches fail the launch") {
+    int* d = device_alloc<int>(64);
+    LAUNCH(divergent_barrier_kernel, 1, 64, nullptr, d);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+    LAUNCH(half_warp_shuffle_kernel, 1, 32, nullptr, d);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+    // First launched (from this one site) without its barrier, the kernel then runs as plain
+    // calls; a barrier reached later fails loudly instead of running wrong.
+    for (const bool sync : {false, true}) {
+        LAUNCH(maybe_barrier_kernel, 2, 32, nullptr, d, sync);
+        CHECK(cudaGetLastError() == (sync ? cudaErrorLaunchFailure : cudaSuccess));
+    }
+    cudaFree(d);
+}
+
+TEST_CASE("cuemu: launch configurations are checked as CUDA checks them") {
+    float* d = device_alloc<float>(4);
+    LAUNCH(add_kernel, 0, 32, nullptr, d, 1.0f, 4);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+    LAUNCH(add_kernel, 1, 1025, nullptr, d, 1.0f, 4);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+    LAUNCH(add_kernel, dim3(1, 65536), 32, nullptr, d, 1.0f, 4);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+    LAUNCH(add_kernel, 1, 32, nullptr, d, 1.0f, 4);
+    CHECK(cudaGetLastError() == cudaSuccess);
+    CHECK(cudaGetLastError() == cudaSuccess);  // read once, then cleared
+    cudaFree(d);
+}
+
+TEST_CASE("cuemu: memory is NaN-filled, and copies are checked against the allocations") {
+    float* d = device_alloc<float>(8);
+    float h[8];
+    REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (float v : h) CHECK(v != v);
+    CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);   // directions swapped
+    CHECK(cudaMemcpy(d, h, sizeof h * 2, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);  // past the end
+    CHECK(cudaGetLastError() == cudaErrorInvalidValue);
+    CHECK(cudaFree(h) == cudaErrorInvalidDevicePointer);
+    CHECK(cudaGetLastError() == cudaErrorInvalidDevicePointer);
+    cudaFree(d);
+}
+
+TEST_CASE("cuemu: a captured graph replays its launches with the arguments as captured") {
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    float* d = device_alloc<float>(5);
+    REQUIRE(cudaMemsetAsync(d, 0, 5 * sizeof(float), s) == cudaSuccess);
+    float v = 1.5f;
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    LAUNCH(add_kernel, 1, 32, s, d, v, 5);
+    v = 100.0f;  // not seen by the graph
+    float h[5];
+    for (float& x : h) x = -1;
+    REQUIRE(cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, s) == cudaSuccess);
+    CHECK(h[0] == -1.0f);  // nothing runs during capture
+    cudaGraph_t g = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &g) == cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    for (float x : h) CHECK(x == 3.0f);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaFree(d);
+    cudaStreamDestroy(s);
+}
+
+TEST_CASE("cuemu: allocation, freeing, synchronization and the legacy stream invalidate a capture") {
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    float* d = device_alloc<float>(4);
+    auto expect_invalidated = [&](auto&& unsafe) {
+        REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+        CHECK(unsafe() == cudaErrorStreamCaptureUnsupported);
+        cudaGraph_t g = nullptr;
+        CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+        CHECK(g == nullptr);
+        (void)cudaGetLastError();
+    };
+    expect_invalidated([] {
+        void* p = nullptr;
+        return cudaMalloc(&p, 64);
+    });
+    expect_invalidated([&] { return cudaFree(d); });
+    expect_invalidated([&] { return cudaStreamSynchronize(s); });
+    expect_invalidated([] { return cudaDeviceSynchronize(); });
+    expect_invalidated([&] { return cudaMemsetAsync(d, 0, 16, nullptr); });
+    // Relaxed mode permits allocation.
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed) == cudaSuccess);
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, 64) == cudaSuccess);
+    cudaGraph_t g = nullptr;
+    CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess);
+    cudaGraphDestroy(g);
+    cudaFree(p);
+    // The legacy stream cannot capture.
+    CHECK(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) == cudaErrorStreamCaptureUnsupported);
+    (void)cudaGetLastError();
+    cudaFree(d);
+    cudaStreamDestroy(s);
+}
