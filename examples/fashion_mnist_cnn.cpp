@@ -39,7 +39,7 @@ namespace {
 
 struct Options {
     std::string train_files, eval_files, device = "auto";
-    std::int64_t train_steps = 5000, eval_steps = 0, batch_size = 128, eval_batch_size = 500, eval_every = 1000;
+    std::int64_t train_steps = 10000, eval_steps = 0, batch_size = 128, eval_batch_size = 500, eval_every = 1000;
     float learning_rate = 0.001f;
     std::uint64_t seed = 0;
 };
