@@ -40,6 +40,14 @@ def kernel_start(text, end):
     return i
 
 
+def in_comment(text, at):
+    """Whether `at` lies in a // or /* */ comment (string literals are not looked at)."""
+    line_start = text.rfind("\n", 0, at) + 1
+    if "//" in text[line_start:at]:
+        return True
+    return text.rfind("/*", 0, at) > text.rfind("*/", 0, at)
+
+
 def rewrite(text, path):
     out = []
     pos = 0
@@ -48,6 +56,10 @@ def rewrite(text, path):
         if open_at < 0:
             out.append(text[pos:])
             return "".join(out)
+        if in_comment(text, open_at):
+            out.append(text[pos:open_at + 3])
+            pos = open_at + 3
+            continue
         close_at = text.find(">>>", open_at)
         paren = close_at + 3
         while paren < len(text) and text[paren] in " \t\r\n":
@@ -62,7 +74,8 @@ def rewrite(text, path):
             sys.exit(f"rewrite.py: {path}:{line}: no kernel name before '<<<'")
         config = text[open_at + 3:close_at]
         # Keep the newlines of the original so that line numbers do not move.
-        between = text[start:open_at].count("\n") + config.count("\n")
+        between = (text[start:open_at].count("\n") + config.count("\n") - config.strip().count("\n") +
+                   text[close_at + 3:paren].count("\n"))
         # an empty argument list: `kernel<<<...>>>()`
         rest = paren + 1
         j = rest
