@@ -69,14 +69,25 @@ void conv_args(benchmark::internal::Benchmark* b) {
 
 double conv_flops(const cpu::ConvShape& s) { return 2.0 * double(s.n * s.oh * s.ow) * double(s.kh * s.kw * s.c) * double(s.oc); }
 
+// The operands of one conv case on the device, the same for both libraries:
+// random x, kernel and dy (fixed seeds), and room for y, dx and dw.
+struct ConvOperands {
+    Tensor<float> x, w, dy, y, dx, dw;
+    explicit ConvOperands(const cpu::ConvShape& s)
+        : x(random_device(s.in_size(), 1)),
+          w(random_device(s.kernel_size(), 2)),
+          dy(random_device(s.out_size(), 3)),
+          y(Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0))),
+          dx(Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0))),
+          dw(Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0))) {}
+};
+
 void BM_conv_cumulus(benchmark::State& state) {
     if (!have_device(state)) return;
     const auto s = conv_case(state.range(0));
     const int pass = int(state.range(1));
-    auto x = random_device(s.in_size(), 1), w = random_device(s.kernel_size(), 2), dy = random_device(s.out_size(), 3);
-    auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
-    auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
-    auto dw = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
+    ConvOperands t(s);
+    auto &x = t.x, &w = t.w, &dy = t.dy, &y = t.y, &dx = t.dx, &dw = t.dw;
     auto ws = Tensor<float>::empty(Shape{std::max<std::int64_t>(1, cuda::conv2d_filter_workspace(s))}, Device::cuda(0));
     time_device(state, [&] {
         if (pass == 0) cuda::conv2d_forward(s, x.data(), w.data(), y.data());
@@ -145,10 +156,8 @@ void BM_conv_cudnn(benchmark::State& state) {
     if (!have_device(state)) return;
     const auto s = conv_case(state.range(0));
     const int pass = int(state.range(1));
-    auto x = random_device(s.in_size(), 1), w = random_device(s.kernel_size(), 2), dy = random_device(s.out_size(), 3);
-    auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
-    auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
-    auto dw = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
+    ConvOperands t(s);
+    auto &x = t.x, &w = t.w, &dy = t.dy, &y = t.y, &dx = t.dx, &dw = t.dw;
     CudnnConv c(s);
     const float one = 1.0f, zero = 0.0f;
     std::string algo;

@@ -10,7 +10,6 @@
 // a checkpoint after each evaluation and every --checkpoint-every-* (a
 // restarted job resumes from the latest), TensorBoard logs, the hypertune
 // report and the export.
-#include <cstdio>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -28,7 +27,6 @@
 #include <cumulus/optim/adam.hpp>
 #include <cumulus/train/task.hpp>
 #include <cumulus/train/task_flags.hpp>
-#include <cumulus/train/task_outputs.hpp>
 #include "data_sources.hpp"
 #include "device_select.hpp"
 #include "step_trainer.hpp"
@@ -125,7 +123,6 @@ int main(int argc, char** argv) {
         }
 
         optim::Adam<float> optimizer(o.learning_rate);
-        train::TaskOutputs<float> outputs(task, model, optimizer, o.seed);
         examples::StepOptions so;
         so.train_steps = o.train_steps;
         so.batch_size = o.batch_size;
@@ -134,16 +131,7 @@ int main(int argc, char** argv) {
         so.eval_every = o.eval_every;
         so.seed = o.seed;
         so.level = level;
-        so.after_eval = examples::task_eval_hook(outputs, model, optimizer, train.size(), o.batch_size);
-        auto r = examples::train_by_steps(model, optimizer, train, eval, so, outputs.callbacks());
-        if (level <= examples::LogLevel::Warn) {
-            if (r.steps > 0)
-                std::printf("Trained %lld steps in %.1f s (%.2f steps/s)\n", static_cast<long long>(r.steps),
-                            r.train_seconds, double(r.steps) / r.train_seconds);
-            std::printf("Test loss: %.4f\nTest accuracy: %.4f\n", r.eval.loss, r.eval.accuracy);
-        }
-        const std::string exported = outputs.finish(model, r.eval.accuracy, optimizer.iterations());
-        if (!exported.empty() && level <= examples::LogLevel::Warn) std::cout << "Model exported to " << exported << "\n";
+        examples::run_step_task(task, model, optimizer, train, eval, so);
     } catch (const std::exception& e) {
         std::cerr << "fashion_mnist_cnn: error: " << e.what() << "\n";
         return 1;

@@ -7,7 +7,6 @@
 // gs://) it is a trainer task (docs/cloud.md): a checkpoint after each
 // evaluation and every --checkpoint-every-* (a restarted job resumes from the
 // latest), TensorBoard logs, the hypertune report and the export.
-#include <cstdio>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -25,7 +24,6 @@
 #include <cumulus/optim/adam.hpp>
 #include <cumulus/train/task.hpp>
 #include <cumulus/train/task_flags.hpp>
-#include <cumulus/train/task_outputs.hpp>
 #include "data_sources.hpp"
 #include "device_select.hpp"
 #include "step_trainer.hpp"
@@ -115,7 +113,6 @@ int main(int argc, char** argv) {
         std::cout << model.summary() << std::flush;
 
         optim::Adam<float> optimizer(o.learning_rate);
-        train::TaskOutputs<float> outputs(task, model, optimizer, o.seed);
         examples::StepOptions so;
         so.train_steps = o.train_steps;
         so.batch_size = o.train_batch_size;
@@ -125,16 +122,7 @@ int main(int argc, char** argv) {
         so.log_every = o.log_every;
         so.seed = o.seed;
         so.level = train::parse_log_level(task.verbosity);
-        so.after_eval = examples::task_eval_hook(outputs, model, optimizer, train.size(), o.train_batch_size);
-        auto r = examples::train_by_steps(model, optimizer, train, test, so, outputs.callbacks());
-
-        if (r.steps > 0)
-            std::printf("Trained %lld steps in %.1f s (%.2f steps/s, %.0f examples/s)\n",
-                        static_cast<long long>(r.steps), r.train_seconds, double(r.steps) / r.train_seconds,
-                        double(r.steps * o.train_batch_size) / r.train_seconds);
-        std::printf("Test loss: %.4f\nTest accuracy: %.4f\n", r.eval.loss, r.eval.accuracy);
-        const std::string exported = outputs.finish(model, r.eval.accuracy, optimizer.iterations());
-        if (!exported.empty()) std::cout << "Model exported to " << exported << "\n";
+        examples::run_step_task(task, model, optimizer, train, test, so);
     } catch (const std::exception& e) {
         std::cerr << "mnist_cnn: error: " << e.what() << "\n";
         return 1;

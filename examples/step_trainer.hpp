@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <iostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -198,6 +199,31 @@ StepResult train_by_steps(cumulus::nn::Sequential<T>& model, cumulus::optim::Opt
     result.train_seconds = seconds;
     result.steps = std::max<std::int64_t>(0, o.train_steps - first_step + 1);
     return result;
+}
+
+// The rest of a step-trained trainer task, as both CNN trainers run it: the
+// job directory's outputs (checkpoints, TensorBoard, hypertune, export; see
+// TaskOutputs), training with a checkpoint at every evaluation, the closing
+// lines (at WARN and below) and the export.
+template <typename T>
+StepResult run_step_task(const cumulus::train::TaskConfig& task, cumulus::nn::Sequential<T>& model,
+                         cumulus::optim::Optimizer<T>& optimizer, const cumulus::data::Dataset& train_set,
+                         const cumulus::data::Dataset& eval_set, StepOptions o) {
+    cumulus::train::TaskOutputs<T> outputs(task, model, optimizer, o.seed);
+    o.after_eval = task_eval_hook(outputs, model, optimizer, train_set.size(), o.batch_size);
+    StepResult r = train_by_steps(model, optimizer, train_set, eval_set, o, outputs.callbacks());
+    const bool warn = o.level <= LogLevel::Warn;
+    if (warn) {
+        if (r.steps > 0)
+            std::printf("Trained %lld steps in %.1f s (%.2f steps/s, %.0f examples/s)\n",
+                        static_cast<long long>(r.steps), r.train_seconds, double(r.steps) / r.train_seconds,
+                        double(r.steps * o.batch_size) / r.train_seconds);
+        std::printf("Test loss: %.4f\nTest accuracy: %.4f\n", r.eval.loss, r.eval.accuracy);
+        std::fflush(stdout);
+    }
+    const std::string exported = outputs.finish(model, r.eval.accuracy, optimizer.iterations());
+    if (!exported.empty() && warn) std::cout << "Model exported to " << exported << "\n";
+    return r;
 }
 
 }  // namespace examples

@@ -168,6 +168,42 @@ Tensor<std::int32_t> predict_classes(nn::Sequential<T>& model, const data::Datas
     return classes;
 }
 
+namespace detail {
+
+// The end of one epoch of fit, on either device: its logs (with the
+// validation set evaluated), the progress bar's last line, the history and
+// on_epoch_end. True when a callback asked to stop.
+template <typename T>
+bool end_epoch(nn::Sequential<T>& model, const data::Dataset& val, const FitOptions<T>& opt, int epoch,
+               std::int64_t seen, double loss_sum, std::int64_t correct, std::chrono::steady_clock::time_point t0,
+               ProgressBar& bar, History& history) {
+    EpochLogs el;
+    el.epoch = epoch;
+    el.samples = seen;
+    el.loss = seen ? loss_sum / double(seen) : 0.0;
+    el.accuracy = seen ? double(correct) / double(seen) : 0.0;
+    std::vector<std::pair<std::string, double>> values{{"loss", el.loss}, {"acc", el.accuracy}};
+    if (opt.validation) {
+        auto v = evaluate(model, val, opt.validation_batch_size ? opt.validation_batch_size : opt.batch_size,
+                          opt.loss);
+        el.val_loss = v.loss;
+        el.val_accuracy = v.accuracy;
+        values.push_back({"val_loss", v.loss});
+        values.push_back({"val_acc", v.accuracy});
+    }
+    el.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (opt.verbose != Verbosity::Silent) bar.finish(values);
+    history.epochs.push_back(el);
+    bool stop = false;
+    for (auto* cb : opt.callbacks) {
+        cb->on_epoch_end(el);
+        stop = stop || cb->stop_training;
+    }
+    return stop;
+}
+
+}  // namespace detail
+
 // Trains the model on `train` for options.epochs epochs with mini-batches,
 // reporting as Keras does. Returns the per-epoch logs.
 template <typename T>
@@ -239,27 +275,7 @@ History fit(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const data
             }
             if (dynamic) bar.update(seen, {{"loss", loss_sum / double(seen)}, {"acc", double(correct) / double(seen)}});
         }
-        EpochLogs el;
-        el.epoch = epoch;
-        el.samples = seen;
-        el.loss = seen ? loss_sum / double(seen) : 0.0;
-        el.accuracy = seen ? double(correct) / double(seen) : 0.0;
-        std::vector<std::pair<std::string, double>> values{{"loss", el.loss}, {"acc", el.accuracy}};
-        if (opt.validation) {
-            auto v = evaluate(model, val, opt.validation_batch_size ? opt.validation_batch_size : opt.batch_size,
-                              opt.loss);
-            el.val_loss = v.loss;
-            el.val_accuracy = v.accuracy;
-            values.push_back({"val_loss", v.loss});
-            values.push_back({"val_acc", v.accuracy});
-        }
-        el.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (opt.verbose != Verbosity::Silent) bar.finish(values);
-        history.epochs.push_back(el);
-        for (auto* cb : opt.callbacks) {
-            cb->on_epoch_end(el);
-            stop = stop || cb->stop_training;
-        }
+        if (detail::end_epoch(model, val, opt, epoch, seen, loss_sum, correct, t0, bar, history)) stop = true;
     }
     for (auto* cb : opt.callbacks) cb->on_train_end(history);
     return history;

@@ -273,27 +273,7 @@ History fit_cuda(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const
         }
         const cuda::XentTotals t = read_totals(totals_buf);  // waits for the epoch's work
         check_no_bad_labels(t, "fit");
-        EpochLogs el;
-        el.epoch = epoch;
-        el.samples = seen;
-        el.loss = seen ? t.loss_sum / double(seen) : 0.0;
-        el.accuracy = seen ? double(t.correct) / double(seen) : 0.0;
-        std::vector<std::pair<std::string, double>> values{{"loss", el.loss}, {"acc", el.accuracy}};
-        if (opt.validation) {
-            auto v = evaluate_cuda(model, val, opt.validation_batch_size ? opt.validation_batch_size : opt.batch_size,
-                                   opt.loss);
-            el.val_loss = v.loss;
-            el.val_accuracy = v.accuracy;
-            values.push_back({"val_loss", v.loss});
-            values.push_back({"val_acc", v.accuracy});
-        }
-        el.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (opt.verbose != Verbosity::Silent) bar.finish(values);
-        history.epochs.push_back(el);
-        for (auto* cb : opt.callbacks) {
-            cb->on_epoch_end(el);
-            stop = stop || cb->stop_training;
-        }
+        if (end_epoch(model, val, opt, epoch, seen, t.loss_sum, t.correct, t0, bar, history)) stop = true;
     }
     // The graph holds pointers into this function's buffers: drop it first.
     graph.reset();
