@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,15 @@ commands:
   cat URL...           write objects to standard output.
   rm [-r] URL...       delete objects; -r also everything under a prefix.
   mb gs://BUCKET       create a bucket (meant for emulators).
+
+gs:// URLs may hold wildcards in the object name, as in gsutil (quote them
+from the shell): '*' any characters but '/', '**' any including '/', '?' one
+character, [abc] / [a-z] / [!a-z] one of (or not of) a set. A wildcard
+names the objects it matches and, unless it has '**', the "directories"
+(prefixes) it matches whole: cp takes both (directories with -r), rm the
+objects (and, with -r, what is under the directories), cat the objects, and
+ls lists what matched (everything under it with -r). One that matches
+nothing is an error ("No URLs matched").
 
 options:
   -j N                         run N transfers in parallel (default 4)
@@ -387,6 +397,47 @@ private:
 
 // ---- commands ----
 
+// The objects and "directories" that a gs:// URL with wildcards names, in
+// name order: objects as gs://b/name, directories (prefixes that the pattern
+// matches whole, when it has no '**') as gs://b/dir/. A pattern ending in '/'
+// names directories only. One listing of everything under the pattern's
+// literal start.
+struct Matches {
+    std::vector<std::string> objects, dirs;
+    bool empty() const { return objects.empty() && dirs.empty(); }
+};
+
+Matches expand_wildcard(gcs::Client& client, const std::string& url) {
+    const auto u = gcs::parse_gs_url(url);
+    CUMULUS_CHECK(!gcs::has_wildcard(u.bucket), "'", url, "': wildcards in bucket names are not supported");
+    std::string pat = u.object;
+    const bool dirs_only = !pat.empty() && pat.back() == '/';
+    if (dirs_only) pat.pop_back();
+    const bool deep = pat.find("**") != std::string::npos;
+    const std::string prefix(gcs::wildcard_prefix(pat));
+    const std::string base = "gs://" + u.bucket + "/";
+    Matches m;
+    std::set<std::string> dirs;
+    client.list(u.bucket, prefix, "", [&](const gcs::ListPage& page) {
+        for (const auto& item : page.items) {
+            const std::string& name = item.name;
+            if (!dirs_only && name.back() != '/' && gcs::wildcard_match(pat, name)) m.objects.push_back(base + name);
+            if (deep) continue;
+            for (auto slash = name.find('/', prefix.size()); slash != std::string::npos; slash = name.find('/', slash + 1))
+                if (gcs::wildcard_match(pat, std::string_view(name).substr(0, slash)))
+                    dirs.insert(base + name.substr(0, slash + 1));
+        }
+        return true;
+    });
+    std::sort(m.objects.begin(), m.objects.end());
+    m.dirs.assign(dirs.begin(), dirs.end());
+    return m;
+}
+
+bool is_gs_wildcard(const std::string& url) { return is_gs(url) && gcs::has_wildcard(gcs::parse_gs_url(url).object); }
+
+std::string no_match(const std::string& url) { return "No URLs matched: " + url; }
+
 // The objects under a gs:// URL: the object itself, or everything under the prefix.
 std::vector<io::FileInfo> expand_gs(const std::string& url, bool recursive) {
     std::vector<io::FileInfo> out;
@@ -413,11 +464,22 @@ std::string relative_to(const std::string& path, std::string root) {
 int cmd_cp(gcs::Client& client, const Options& opt) {
     CUMULUS_CHECK(opt.args.size() >= 2, "cp needs SRC... DST");
     const std::string dst = opt.args.back();
-    const std::vector<std::string> srcs(opt.args.begin(), opt.args.end() - 1);
+    CUMULUS_CHECK(!is_gs_wildcard(dst), "cp: the destination '", dst, "' has a wildcard; name one place");
+    std::vector<std::string> srcs;
+    std::vector<std::string> failures;
+    for (auto it = opt.args.begin(); it != opt.args.end() - 1; ++it) {
+        if (!is_gs_wildcard(*it)) {
+            srcs.push_back(*it);
+            continue;
+        }
+        const Matches m = expand_wildcard(client, *it);
+        if (m.empty()) failures.push_back(no_match(*it));
+        srcs.insert(srcs.end(), m.objects.begin(), m.objects.end());
+        for (const auto& d : m.dirs) srcs.push_back(d.substr(0, d.size() - 1));  // a directory source
+    }
     const bool dst_is_dir = dst.back() == '/' || srcs.size() > 1 ||
                             (is_gs(dst) && gcs::parse_gs_url(dst).object.empty()) || io::fs::is_directory(dst);
     std::vector<Transfer> todo;
-    std::vector<std::string> failures;
     for (const auto& src : srcs) {
         const bool src_dir = is_gs(src) ? (!expand_gs(src, false).size() && io::fs::exists(src)) : sfs::is_directory(src);
         if (src_dir) {
@@ -482,12 +544,12 @@ int cmd_cp(gcs::Client& client, const Options& opt) {
     return failed ? 1 : 0;
 }
 
-int cmd_ls(const Options& opt) {
+int cmd_ls(gcs::Client& client, const Options& opt) {
     CUMULUS_CHECK(!opt.args.empty(), "ls needs a gs:// URL");
     int rc = 0;
     std::uint64_t objects = 0, bytes = 0;
-    for (const auto& url : opt.args) {
-        CUMULUS_CHECK(is_gs(url), "ls lists gs:// URLs, got '", url, "'");
+    // One URL without wildcards: the object, or what is in (-r: under) the prefix.
+    auto list_one = [&](const std::string& url) {
         bool any = false;
         io::fs::list(url, opt.recursive, [&](const io::FileInfo& f) {
             any = true;
@@ -509,6 +571,27 @@ int cmd_ls(const Options& opt) {
             std::fprintf(stderr, "cumulus-gcs: ls: %s matched no objects\n", url.c_str());
             rc = 1;
         }
+    };
+    for (const auto& arg : opt.args) {
+        CUMULUS_CHECK(is_gs(arg), "ls lists gs:// URLs, got '", arg, "'");
+        if (!is_gs_wildcard(arg)) {
+            list_one(arg);
+            continue;
+        }
+        // A wildcard lists what it matched, in name order: objects, and
+        // directories by name (-r: everything under them).
+        const Matches m = expand_wildcard(client, arg);
+        if (m.empty()) {
+            std::fprintf(stderr, "cumulus-gcs: ls: %s\n", no_match(arg).c_str());
+            rc = 1;
+        }
+        std::vector<std::string> all(m.objects);
+        all.insert(all.end(), m.dirs.begin(), m.dirs.end());
+        std::sort(all.begin(), all.end());
+        for (const auto& url : all) {
+            if (url.back() == '/' && !opt.recursive) std::printf("%s\n", url.c_str());
+            else list_one(url);
+        }
     }
     if (opt.long_list) std::printf("TOTAL: %llu objects, %llu bytes (%s)\n", static_cast<unsigned long long>(objects),
                                    static_cast<unsigned long long>(bytes), human(static_cast<double>(bytes)).c_str());
@@ -518,25 +601,58 @@ int cmd_ls(const Options& opt) {
 int cmd_cat(gcs::Client& client, const Options& opt) {
     CUMULUS_CHECK(!opt.args.empty(), "cat needs a gs:// URL");
     int rc = 0;
-    for (const auto& url : opt.args) {
+    for (const auto& arg : opt.args) {
+        std::vector<std::string> urls{arg};
         try {
-            const auto u = gcs::parse_gs_url(url);
-            client.download(u.bucket, u.object, [](const char* p, std::size_t n) { std::fwrite(p, 1, n, stdout); });
+            if (is_gs_wildcard(arg)) {
+                urls = expand_wildcard(client, arg).objects;
+                if (urls.empty()) CUMULUS_FAIL(no_match(arg));
+            }
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "cumulus-gcs: cat %s failed: %s\n", url.c_str(), e.what());
+            std::fprintf(stderr, "cumulus-gcs: cat %s failed: %s\n", arg.c_str(), e.what());
             rc = 1;
+            continue;
+        }
+        for (const auto& url : urls) {
+            try {
+                const auto u = gcs::parse_gs_url(url);
+                client.download(u.bucket, u.object,
+                                [](const char* p, std::size_t n) { std::fwrite(p, 1, n, stdout); });
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "cumulus-gcs: cat %s failed: %s\n", url.c_str(), e.what());
+                rc = 1;
+            }
         }
     }
     std::fflush(stdout);
     return rc;
 }
 
-int cmd_rm(const Options& opt) {
+int cmd_rm(gcs::Client& client, const Options& opt) {
     CUMULUS_CHECK(!opt.args.empty(), "rm needs a gs:// URL");
     int rc = 0;
     for (const auto& url : opt.args) {
         try {
             CUMULUS_CHECK(is_gs(url), "rm removes gs:// objects, got '", url, "'");
+            if (is_gs_wildcard(url)) {
+                const Matches m = expand_wildcard(client, url);
+                if (m.empty()) CUMULUS_FAIL(no_match(url));
+                std::vector<std::string> doomed(m.objects);
+                for (const auto& d : m.dirs) {
+                    if (!opt.recursive) {
+                        std::fprintf(stderr, "Omitting prefix %s (use rm -r)\n", d.c_str());
+                        continue;
+                    }
+                    for (const auto& f : expand_gs(d, true)) doomed.push_back(f.path);
+                }
+                std::sort(doomed.begin(), doomed.end());
+                doomed.erase(std::unique(doomed.begin(), doomed.end()), doomed.end());
+                for (const auto& f : doomed) {
+                    io::fs::remove(f);
+                    std::fprintf(stderr, "Removing %s\n", f.c_str());
+                }
+                continue;
+            }
             const auto found = expand_gs(url, opt.recursive);
             if (found.empty()) {
                 if (!opt.recursive && io::fs::exists(url)) CUMULUS_FAIL(url, " is a prefix: use rm -r");
@@ -608,9 +724,9 @@ int main(int argc, char** argv) {
         auto client = std::make_shared<gcs::Client>(gcs::ClientOptions::from_env());
         gcs::use_client(client);
         if (opt.command == "cp") return cmd_cp(*client, opt);
-        if (opt.command == "ls") return cmd_ls(opt);
+        if (opt.command == "ls") return cmd_ls(*client, opt);
         if (opt.command == "cat") return cmd_cat(*client, opt);
-        if (opt.command == "rm") return cmd_rm(opt);
+        if (opt.command == "rm") return cmd_rm(*client, opt);
         for (const auto& url : opt.args) client->create_bucket(gcs::parse_gs_url(url).bucket);
         return 0;
     } catch (const std::exception& e) {

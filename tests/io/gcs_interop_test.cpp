@@ -460,6 +460,45 @@ TEST_CASE("gcs: cumulus-gcs cp, ls, cat, rm end to end, and an interrupted cp re
     CHECK(read_local(dir / "down/sub/other.bin") == other);
     CHECK(run_tool(env, "cp gs://cumulus-test/tool/small.bin gs://cumulus-other/copied.bin") == 0);
     CHECK(io::fs::read_all("gs://cumulus-other/copied.bin") == small);
+    {  // Wildcards, as gsutil reads them: '*' stays in its folder, '**' crosses, '?' and classes.
+        const std::string t = "gs://cumulus-test/tool/tree/";
+        CHECK(run_tool(env, "ls '" + t + "*'", dir / "w1.txt") == 0);  // objects and directories matched
+        CHECK(read_text(dir / "w1.txt") == t + "small.bin\n" + t + "sub/\n");
+        CHECK(run_tool(env, "ls '" + t + "**.bin'", dir / "w2.txt") == 0);
+        CHECK(read_text(dir / "w2.txt") == t + "small.bin\n" + t + "sub/big.bin\n" + t + "sub/other.bin\n");
+        CHECK(run_tool(env, "ls -r '" + t + "s*'", dir / "w3.txt") == 0);  // -r: under the matched directory too
+        CHECK(read_text(dir / "w3.txt") == t + "small.bin\n" + t + "sub/big.bin\n" + t + "sub/other.bin\n");
+        CHECK(run_tool(env, "ls '" + t + "sub/[a-c]*'", dir / "w4.txt") == 0);
+        CHECK(read_text(dir / "w4.txt") == t + "sub/big.bin\n");
+        CHECK(run_tool(env, "cat '" + t + "sub/o?her.bin'", dir / "w5.bin") == 0);
+        CHECK(read_local(dir / "w5.bin") == other);
+        // Every .bin, flattened into one local directory; a directory matched by name, with -r.
+        CHECK(run_tool(env, "cp '" + t + "**.bin' " + (dir / "wild") + "/") == 0);
+        CHECK(read_local(dir / "wild/small.bin") == small);
+        CHECK(read_local(dir / "wild/big.bin") == big);
+        CHECK(read_local(dir / "wild/other.bin") == other);
+        CHECK(run_tool(env, "cp 'gs://cumulus-test/tool/t*' " + (dir / "wild2"), dir / "w6.txt") == 1);
+        CHECK(contains(read_text(dir / "w6.txt.err"), "use cp -r"));
+        CHECK(run_tool(env, "cp -r 'gs://cumulus-test/tool/t*' " + (dir / "wild2")) == 0);
+        CHECK(read_local(dir / "wild2/sub/big.bin") == big);
+        // Nothing matched: an error naming the URL.
+        CHECK(run_tool(env, "ls '" + t + "none*'", dir / "w7.txt") == 1);
+        CHECK(contains(read_text(dir / "w7.txt.err"), "No URLs matched: " + t + "none*"));
+        CHECK(run_tool(env, "cat '" + t + "none*'", dir / "w8.txt") == 1);
+        CHECK(run_tool(env, "cp '" + t + "none*' " + (dir / "wild3"), dir / "w9.txt") == 1);
+        CHECK(contains(read_text(dir / "w9.txt.err"), "No URLs matched"));
+        CHECK(run_tool(env, "cp " + (dir / "src/small.bin") + " 'gs://cumulus-test/x*'", dir / "w10.txt") == 1);
+        CHECK(contains(read_text(dir / "w10.txt.err"), "has a wildcard"));
+        // rm: the matched objects only; a matched directory needs -r.
+        CHECK(run_tool(env, "rm '" + t + "s*'", dir / "w11.txt") == 0);
+        CHECK_FALSE(io::fs::exists(t + "small.bin"));
+        CHECK(io::fs::exists(t + "sub/big.bin"));
+        CHECK(contains(read_text(dir / "w11.txt.err"), "Omitting prefix " + t + "sub/"));
+        CHECK(run_tool(env, "rm '" + t + "sub/*.bin'") == 0);
+        CHECK_FALSE(io::fs::exists(t + "sub/big.bin"));
+        CHECK_FALSE(io::fs::exists(t + "sub/other.bin"));
+        CHECK(run_tool(env, "cp " + (dir / "src/small.bin") + " " + t + "small.bin") == 0);  // as before, for below
+    }
     CHECK(run_tool(env, "rm gs://cumulus-test/tool/small.bin") == 0);
     CHECK_FALSE(io::fs::exists("gs://cumulus-test/tool/small.bin"));
     CHECK(run_tool(env, "rm -r gs://cumulus-test/tool/tree") == 0);

@@ -2,7 +2,11 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <random>
+#include <regex>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <cumulus/io/gcs.hpp>
 
@@ -85,4 +89,76 @@ TEST_CASE("gcs: a refused connection is retried within the budget, then reported
     const auto err = error_of([&] { c.get_metadata("b", "o"); });
     CHECK(contains(err, "gs://b/o"));
     CHECK(contains(err, "giving up after"));
+}
+
+TEST_CASE("gcs: wildcards in object names, as gsutil reads them") {
+    using gcs::wildcard_match;
+    CHECK(gcs::has_wildcard("data/*.tfrecords"));
+    CHECK(gcs::has_wildcard("a?c"));
+    CHECK(gcs::has_wildcard("part-[0-9]"));
+    CHECK_FALSE(gcs::has_wildcard("data/train.tfrecords"));
+    CHECK(gcs::wildcard_prefix("data/train-*.gz") == "data/train-");
+    CHECK(gcs::wildcard_prefix("**") == "");
+    CHECK(gcs::wildcard_prefix("plain") == "plain");
+
+    CHECK(wildcard_match("data/*.gz", "data/train.gz"));
+    CHECK(wildcard_match("data/*.gz", "data/.gz"));
+    CHECK_FALSE(wildcard_match("data/*.gz", "data/sub/train.gz"));  // '*' stays in its folder
+    CHECK(wildcard_match("data/**.gz", "data/sub/train.gz"));
+    CHECK(wildcard_match("data/**", "data/a/b/c"));
+    CHECK(wildcard_match("**/x", "a/b/x"));
+    CHECK_FALSE(wildcard_match("**/x", "x"));
+    CHECK(wildcard_match("*", ""));
+    CHECK_FALSE(wildcard_match("?", ""));
+    CHECK(wildcard_match("a?c", "abc"));
+    CHECK_FALSE(wildcard_match("a?c", "a/c"));
+    CHECK(wildcard_match("part-[0-9]", "part-7"));
+    CHECK_FALSE(wildcard_match("part-[0-9]", "part-x"));
+    CHECK(wildcard_match("part-[!0-9]", "part-x"));
+    CHECK(wildcard_match("part-[^0-9]", "part-x"));
+    CHECK_FALSE(wildcard_match("part-[!0-9]", "part-/"));
+    CHECK(wildcard_match("[]a]", "]"));
+    CHECK(wildcard_match("[a-]", "-"));
+    CHECK(wildcard_match("a[b", "a[b"));  // unterminated: literal
+    CHECK_FALSE(wildcard_match("a[b", "ab"));
+    CHECK(wildcard_match("x*y*z", "xAyByCz"));
+    CHECK_FALSE(wildcard_match("x*y*z", "xAyB/yCz"));
+    CHECK_FALSE(wildcard_match("abc", "abcd"));
+
+    // Against a regular-expression translation, on random patterns and names
+    // (classes whole; the unterminated '[' is checked above).
+    auto to_regex = [](const std::string& p) {
+        std::string r;
+        for (std::size_t i = 0; i < p.size(); ++i) {
+            const char c = p[i];
+            if (c == '*' && i + 1 < p.size() && p[i + 1] == '*') r += ".*", ++i;
+            else if (c == '*') r += "[^/]*";
+            else if (c == '?') r += "[^/]";
+            else if (c == '[') {  // the random patterns' classes are whole pieces: "[ab]", "[!a]", "[a-c]"
+                const std::size_t close = p.find(']', i + 1);
+                std::string body = p.substr(i + 1, close - i - 1);
+                if (body[0] == '!') body[0] = '^';
+                r += "(?!/)[" + body + "]";
+                i = close;
+            } else if (std::string_view("\\^$.|+()[]{}").find(c) != std::string_view::npos) {
+                r += '\\', r += c;
+            } else {
+                r += c;
+            }
+        }
+        return std::regex(r);
+    };
+    std::mt19937 rng(7);
+    const std::vector<std::string> pieces{"a", "b", "/", "-", "*", "**", "?", "[ab]", "[!a]", "[a-c]"};
+    const std::string alphabet = "abc/-[";
+    int matched = 0;
+    for (int t = 0; t < 3000; ++t) {
+        std::string pat, name;
+        for (int k = int(rng() % 5); k >= 0; --k) pat += pieces[rng() % pieces.size()];
+        for (int k = int(rng() % 7); k > 0; --k) name += alphabet[rng() % alphabet.size()];
+        const bool want = std::regex_match(name, to_regex(pat));
+        matched += want;
+        CHECK_MESSAGE(wildcard_match(pat, name) == want, "pattern '", pat, "' name '", name, "'");
+    }
+    CHECK(matched > 100);  // the random cases are not all misses
 }

@@ -127,6 +127,75 @@ inline GsUrl parse_gs_url(std::string_view url) {
     return u;
 }
 
+// ---- wildcards in object names (gsutil's) ----
+//
+// '*' matches any run of characters but '/', '**' any run including '/',
+// '?' one character but '/', "[abc]", "[a-z]", "[!a-z]" (or "[^...]") one
+// character of (or not of) the set. A '[' without its ']' is literal.
+
+inline bool has_wildcard(std::string_view object) { return object.find_first_of("*?[") != std::string_view::npos; }
+
+// The literal start of a wildcard object name: what a listing can ask for as its prefix.
+inline std::string_view wildcard_prefix(std::string_view object) {
+    return object.substr(0, std::min(object.size(), object.find_first_of("*?[")));
+}
+
+inline bool wildcard_match(std::string_view pat, std::string_view s) {
+    // memo[i * (S + 1) + j]: does pat[i..] match s[j..]? 0 unknown, 1 no, 2 yes.
+    const std::size_t P = pat.size(), S = s.size();
+    std::vector<std::uint8_t> memo((P + 1) * (S + 1), 0);
+    // One character class at pat[i] ('['): its end (past ']'), or npos when unterminated.
+    auto class_end = [&](std::size_t i) {
+        std::size_t k = i + 1;
+        if (k < P && (pat[k] == '!' || pat[k] == '^')) ++k;
+        if (k < P && pat[k] == ']') ++k;  // a leading ']' is a member
+        while (k < P && pat[k] != ']') ++k;
+        return k < P ? k + 1 : std::string_view::npos;
+    };
+    auto in_class = [&](std::size_t i, std::size_t end, char c) {
+        std::size_t k = i + 1;
+        const bool negate = pat[k] == '!' || pat[k] == '^';
+        if (negate) ++k;
+        const std::size_t last = end - 1;  // the closing ']'
+        bool hit = false;
+        while (k < last) {
+            if (k + 2 < last && pat[k + 1] == '-') {
+                hit = hit || (pat[k] <= c && c <= pat[k + 2]);
+                k += 3;
+            } else {
+                hit = hit || pat[k] == c;
+                ++k;
+            }
+        }
+        return hit != negate;
+    };
+    std::function<bool(std::size_t, std::size_t)> m = [&](std::size_t i, std::size_t j) -> bool {
+        std::uint8_t& slot = memo[i * (S + 1) + j];
+        if (slot) return slot == 2;
+        bool r;
+        if (i == P) {
+            r = j == S;
+        } else if (pat[i] == '*') {
+            const bool deep = i + 1 < P && pat[i + 1] == '*';
+            const std::size_t next = deep ? i + 2 : i + 1;
+            r = m(next, j);  // the star matches nothing more
+            for (std::size_t k = j; !r && k < S && (deep || s[k] != '/'); ++k) r = m(next, k + 1);
+        } else if (j == S) {
+            r = false;
+        } else if (pat[i] == '?') {
+            r = s[j] != '/' && m(i + 1, j + 1);
+        } else if (pat[i] == '[' && class_end(i) != std::string_view::npos) {
+            const std::size_t end = class_end(i);
+            r = s[j] != '/' && in_class(i, end, s[j]) && m(end, j + 1);
+        } else {
+            r = pat[i] == s[j] && m(i + 1, j + 1);
+        }
+        slot = r ? 2 : 1;
+        return r;
+    };
+    return m(0, 0);
+}
+
 // ---- options ----
 
 struct RetryPolicy {
