@@ -33,12 +33,24 @@ using cuda_bench::have_device;
 using cuda_bench::random_device;
 using cuda_bench::time_device;
 
-// args: M, N, K, ta, tb; label names the product.
+// The products benchmarked: M, N, K, ta, tb (the label names each).
+constexpr std::int64_t kGemmShapes[][5] = {
+    {128, 512, 784, 0, 0},   {128, 512, 512, 0, 0},   {128, 10, 512, 0, 0},     // MLP forward
+    {784, 512, 128, 1, 0},   {512, 512, 128, 1, 0},   {512, 10, 128, 1, 0},     // dW = x^T dz
+    {128, 512, 10, 0, 1},    {128, 512, 512, 0, 1},   {128, 784, 512, 0, 1},    // dx = dz W^T
+    {1024, 1024, 1024, 0, 0}, {2048, 2048, 2048, 0, 0}, {4096, 4096, 4096, 0, 0},
+};
+
 void gemm_args(benchmark::internal::Benchmark* b) {
-    b->Args({128, 512, 784, 0, 0})->Args({128, 512, 512, 0, 0})->Args({128, 10, 512, 0, 0});  // forward
-    b->Args({784, 512, 128, 1, 0})->Args({512, 512, 128, 1, 0})->Args({512, 10, 128, 1, 0});  // dW = x^T dz
-    b->Args({128, 512, 10, 0, 1})->Args({128, 512, 512, 0, 1})->Args({128, 784, 512, 0, 1});  // dx = dz W^T
-    b->Args({1024, 1024, 1024, 0, 0})->Args({2048, 2048, 2048, 0, 0})->Args({4096, 4096, 4096, 0, 0});
+    for (const auto& g : kGemmShapes) b->Args({g[0], g[1], g[2], g[3], g[4]});
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+// The same products with each tile shape forced (6th arg: a GemmTile).
+void gemm_tile_args(benchmark::internal::Benchmark* b) {
+    for (const auto& g : kGemmShapes)
+        for (auto t : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small})
+            b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t)});
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
@@ -55,8 +67,11 @@ struct GemmOperands {
     void counters(benchmark::State& st) const {
         st.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(M) * double(N) * double(K) * double(st.iterations()) / 1e12,
                                                     benchmark::Counter::kIsRate);
-        st.SetLabel(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
-                    (ta == Transpose::Yes ? " At" : "") + (tb == Transpose::Yes ? " Bt" : ""));
+        st.SetLabel(label());
+    }
+    std::string label() const {
+        return std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+               (ta == Transpose::Yes ? " At" : "") + (tb == Transpose::Yes ? " Bt" : "");
     }
 };
 
@@ -69,6 +84,22 @@ void BM_gemm_cumulus(benchmark::State& state) {
     o.counters(state);
 }
 BENCHMARK(BM_gemm_cumulus)->Apply(gemm_args);
+
+// Which tile the automatic choice (cuda::gemm_auto_tile) should take: every
+// tile at every product; the label names the tile and marks the automatic one.
+void BM_gemm_tile(benchmark::State& state) {
+    if (!have_device(state)) return;
+    GemmOperands o(state);
+    const auto tile = static_cast<cuda::GemmTile>(state.range(5));
+    time_device(state, [&] {
+        cuda::gemm_with_tile(tile, o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f,
+                             o.C.data(), o.N);
+    });
+    o.counters(state);
+    const bool is_auto = tile == cuda::gemm_auto_tile(o.M, o.N);
+    state.SetLabel(o.label() + " " + cuda::gemm_tile_name(tile) + (is_auto ? " auto" : ""));
+}
+BENCHMARK(BM_gemm_tile)->Apply(gemm_tile_args);
 
 void BM_gemm_cublas(benchmark::State& state) {
     if (!have_device(state)) return;
