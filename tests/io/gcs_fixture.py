@@ -26,6 +26,10 @@ point back at itself, and on top:
     last Authorization header and token requests; POST /_proxy/reset clears;
   - POST /_proxy/token: an OAuth token endpoint stub that records the form and
     returns {"access_token": "test-token-N", "expires_in": 3600}.
+  - a GCE metadata server stub: GET / answers with "Metadata-Flavor: Google";
+    GET /computeMetadata/v1/instance/service-accounts/default/token, with the
+    request header "Metadata-Flavor: Google" (else 403, as the real one),
+    counts the request and returns {"access_token": "meta-token-N", ...}.
 """
 import ctypes
 import http.client
@@ -68,7 +72,8 @@ class State:
     def reset(cls):
         with cls.lock:
             cls.rules = []
-            cls.stats = {"requests": 0, "body_bytes": 0, "faults": 0, "authorization": "", "token_requests": []}
+            cls.stats = {"requests": 0, "body_bytes": 0, "faults": 0, "authorization": "", "token_requests": [],
+                         "metadata_requests": 0}
 
 
 State.reset()
@@ -126,6 +131,9 @@ class Proxy(BaseHTTPRequestHandler):
         if self.path.startswith("/_proxy/"):
             body = self.rfile.read(n)
             return self.control(body)
+        if self.path == "/" or self.path.startswith("/computeMetadata/"):
+            self.rfile.read(n)
+            return self.metadata()
         with State.lock:
             State.stats["requests"] += 1
             if self.headers.get("Authorization"):
@@ -208,6 +216,20 @@ class Proxy(BaseHTTPRequestHandler):
                 v = v.replace(State.emulator, State.proxy)
             out.append((k, v))
         self.reply(resp.status, data, out)
+
+    def metadata(self):
+        flavor = [("Metadata-Flavor", "Google")]
+        if self.path == "/":
+            return self.reply(200, b"computeMetadata/\n", flavor)
+        if self.headers.get("Metadata-Flavor") != "Google":
+            return self.reply(403, b"Missing required header: Metadata-Flavor", flavor)
+        if self.path != "/computeMetadata/v1/instance/service-accounts/default/token":
+            return self.reply(404, b"not found", flavor)
+        with State.lock:
+            State.stats["metadata_requests"] += 1
+            n = State.stats["metadata_requests"]
+        tok = json.dumps({"access_token": "meta-token-%d" % n, "expires_in": 3599, "token_type": "Bearer"})
+        return self.reply(200, tok.encode(), flavor + [("Content-Type", "application/json")])
 
     def control(self, body):
         if self.path == "/_proxy/faults":

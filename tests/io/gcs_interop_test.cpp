@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <openssl/evp.h>
@@ -404,6 +405,48 @@ TEST_CASE("gcs: service-account credentials sign a JWT that verifies, against a 
     CHECK(contains(err, "HTTP 404"));
     CHECK_FALSE(contains(err, "rtoken"));
     CHECK_FALSE(contains(err, "csecret"));
+    fx.reset();
+}
+
+TEST_CASE("gcs: GCE metadata-server credentials, against a metadata server stub") {
+    auto& fx = fixture();
+    fx.reset();
+    const std::string host = fx.proxy.substr(fx.proxy.find("://") + 3);  // "127.0.0.1:PORT", as GCE_METADATA_HOST
+    auto creds = std::make_shared<gcs::ComputeMetadataCredentials>(host);
+    auto opt = test_options(fx.proxy);
+    opt.credentials = creds;
+    gcs::Client client(opt);
+    client.list_page("cumulus-test", "", "/");
+    client.list_page("cumulus-test", "", "/");
+    auto st = fx.stats();
+    CHECK(st["metadata_requests"].get<int>() == 1);  // cached: the stub refuses requests without Metadata-Flavor
+    CHECK(st["authorization"] == "Bearer meta-token-1");
+    CHECK(creds->fetch_count() == 1);
+
+    // default_credentials finds it when nothing else is set, as on a GCE / Vertex AI worker.
+    test_util::TempDir dir("gcs_meta");
+    std::vector<std::pair<std::string, std::string>> saved;
+    for (const char* k : {"STORAGE_EMULATOR_HOST", "CLOUD_STORAGE_EMULATOR_ENDPOINT", "GOOGLE_APPLICATION_CREDENTIALS",
+                          "CLOUDSDK_CONFIG", "GCE_METADATA_HOST", "GCE_METADATA_IP"}) {
+        if (const char* v = std::getenv(k)) saved.emplace_back(k, v);
+        ::unsetenv(k);
+    }
+    ::setenv("CLOUDSDK_CONFIG", dir.path.c_str(), 1);  // no gcloud login there
+    ::setenv("GCE_METADATA_HOST", host.c_str(), 1);
+    CHECK(gcs::metadata_server_available());
+    CHECK(gcs::default_credentials()->description() == "GCE metadata server credentials");
+    ::setenv("GCE_METADATA_HOST", "127.0.0.1:1", 1);  // nothing listens there
+    CHECK_FALSE(gcs::metadata_server_available());
+    CHECK(contains(error_of([] { gcs::default_credentials(); }), "no Google Cloud credentials found"));
+    ::unsetenv("GCE_METADATA_HOST");
+    ::unsetenv("CLOUDSDK_CONFIG");
+    for (const auto& [k, v] : saved) ::setenv(k.c_str(), v.c_str(), 1);
+
+    // Failures name the metadata server, and what went wrong.
+    gcs::ComputeMetadataCredentials nowhere("127.0.0.1:1");
+    CHECK(contains(error_of([&] { nowhere.authorization_header(); }), "GCE metadata server credentials"));
+    gcs::ComputeMetadataCredentials wrong_path(host + "/computeMetadata/v0");  // the stub answers 404
+    CHECK(contains(error_of([&] { wrong_path.authorization_header(); }), "HTTP 404"));
     fx.reset();
 }
 

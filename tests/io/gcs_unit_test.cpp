@@ -6,6 +6,7 @@
 #include <regex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <cumulus/io/gcs.hpp>
@@ -161,4 +162,48 @@ TEST_CASE("gcs: wildcards in object names, as gsutil reads them") {
         CHECK_MESSAGE(wildcard_match(pat, name) == want, "pattern '", pat, "' name '", name, "'");
     }
     CHECK(matched > 100);  // the random cases are not all misses
+}
+
+namespace {
+
+// Tokens numbered tok-1, tok-2, ..., on a clock the test moves.
+class SteppedCredentials final : public gcs::TokenCredentials {
+public:
+    std::int64_t now = 1'000'000, life = 3600;
+    std::string description() const override { return "stepped"; }
+
+protected:
+    std::pair<std::string, std::int64_t> fetch_token() override {
+        return {"tok-" + std::to_string(fetch_count() + 1), life};
+    }
+    std::int64_t clock_now() const override { return now; }
+};
+
+}  // namespace
+
+TEST_CASE("gcs: an access token is cached and fetched again before it expires") {
+    SteppedCredentials c;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-1");
+    c.now += 3299;  // an hour's token is kept until five minutes before its end
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-1");
+    c.now += 1;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-2");
+    CHECK(c.fetch_count() == 2);
+    // One that lives under ten minutes is renewed half-way.
+    c.life = 200;
+    c.now += 3300;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-3");
+    c.now += 99;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-3");
+    c.now += 1;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-4");
+    // A reply claiming under a minute counts as a minute (renewed after 30 s), never as "already expired".
+    c.life = 0;
+    c.now += 100;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-5");
+    c.now += 29;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-5");
+    c.now += 1;
+    CHECK(c.authorization_header() == "Authorization: Bearer tok-6");
+    CHECK(c.fetch_count() == 6);
 }

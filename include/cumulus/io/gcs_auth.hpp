@@ -95,7 +95,7 @@ class TokenCredentials : public Credentials {
 public:
     std::string authorization_header() override {
         std::lock_guard lock(mu_);
-        const auto now = detail::unix_now();
+        const auto now = clock_now();
         if (token_.empty() || now >= refresh_at_) {
             auto [tok, expires_in] = fetch_token();
             CUMULUS_CHECK(!tok.empty(), description(), ": the token endpoint returned no access_token");
@@ -112,6 +112,8 @@ public:
 protected:
     // {access_token, expires_in seconds}
     virtual std::pair<std::string, std::int64_t> fetch_token() = 0;
+    // Unix seconds; a test overrides it to step through a token's life.
+    virtual std::int64_t clock_now() const { return detail::unix_now(); }
 
     // POSTs a form to a token endpoint and parses the usual reply.
     std::pair<std::string, std::int64_t> post_token_form(const std::string& uri, const std::string& form) {
