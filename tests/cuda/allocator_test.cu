@@ -1,6 +1,7 @@
 // The caching allocator: freed blocks are reused without cudaMalloc, sizes
 // are rounded so that close sizes share blocks, tensors copy to and from the
-// device exactly, and errors name what failed.
+// device exactly, errors name what failed, and a graph capture refuses work
+// that allocates or frees device blocks.
 #include <string>
 #include <vector>
 
@@ -67,6 +68,33 @@ int main() {
             threw = true;
         }
         expect(threw, "a missing device index throws");
+
+        // A graph capture refuses work that allocates (cudaMalloc is not
+        // capturable) or frees a block (the graph would keep using memory
+        // the cache hands out again), and keeps work that does neither.
+        {  // two cached blocks of the size below: one for `kept`, one for the temporary
+            auto w1 = Tensor<float>::empty(Shape{300}, gpu);
+            auto w2 = Tensor<float>::empty(Shape{300}, gpu);
+        }
+        auto kept = Tensor<float>::zeros(Shape{300}, gpu);
+        cudaStream_t stream = cuda::library_stream(0);
+        auto capture_error = [&](auto&& fn) {
+            cuda::Graph g;
+            try {
+                g.capture(stream, fn);
+            } catch (const Error& e) {
+                return std::string(e.what());
+            }
+            return std::string(g.captured() ? "" : "nothing captured");
+        };
+        const std::string freed = capture_error([&] {
+            auto tmp = Tensor<float>::empty(Shape{300}, gpu);  // from the cache, back to it at the end
+            cuda::scale(tmp.data(), 2.0f, tmp.numel(), stream);
+        });
+        expect(freed.find("freed 1 device block") != std::string::npos,
+               "a capture that frees a temporary is refused: " + freed);
+        const std::string clean = capture_error([&] { cuda::scale(kept.data(), 2.0f, kept.numel(), stream); });
+        expect(clean.empty(), "a capture on persistent buffers succeeds: " + clean);
 
         a.empty_cache();
         const auto s2 = a.stats();

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -345,6 +346,29 @@ void test_softmax_xent(Philox& rng) {
         threw = true;
     }
     expect(threw, "softmax_xent throws on a label outside [0, cols)");
+    // Labels on the device (fit's path) are not checked first: a bad one is
+    // counted, and its row gets a zero gradient, not whatever was there.
+    auto dx4 = cuda_test::to_device(Shape{4, 3}, std::vector<float>{1, 2, 3, 4, 5, 6, 0, 0, 0, 3, 1, 2});
+    auto dl4 = cuda_test::to_device(Shape{4}, std::vector<std::int32_t>{1, 3, -1, 0});
+    auto g4 = cuda_test::to_device(Shape{4, 3}, std::vector<float>(12, std::numeric_limits<float>::quiet_NaN()));
+    cuda::Scratch<cuda::XentTotals> totals(1);
+    cuda::softmax_xent_async(dx4.data(), dl4.data(), g4.data(), 4, 3, 4, totals.get(), false);
+    cuda::XentTotals t{};
+    CUMULUS_CUDA_CHECK(cudaMemcpy(&t, totals.get(), sizeof t, cudaMemcpyDeviceToHost));
+    const std::vector<float> good_x{1, 2, 3, 3, 1, 2};
+    const std::vector<std::int32_t> good_l{1, 0};
+    std::vector<float> good_g(6);
+    const auto want = cpu::softmax_xent(good_x.data(), good_l.data(), good_g.data(), 2, 3, 4);
+    const auto g = g4.to_vector();
+    bool rows_ok = true;
+    for (int c = 0; c < 3; ++c) {
+        rows_ok = rows_ok && g[3 + c] == 0.0f && g[6 + c] == 0.0f;  // the two bad rows
+        rows_ok = rows_ok && cuda_test::close(g[c], good_g[c], 1e-5, 1e-7) &&
+                  cuda_test::close(g[9 + c], good_g[3 + c], 1e-5, 1e-7);
+    }
+    expect(t.bad_labels == 2 && t.correct == want.correct && cuda_test::close(t.loss_sum, want.loss_sum, 1e-5, 1e-9) &&
+               rows_ok,
+           "softmax_xent_async: bad device labels counted, their rows' gradient zero, the others as on the CPU");
 }
 
 // ---------------------------------------------------------------- optimizers

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <vector>
 
 #include <cumulus/core/random.hpp>
@@ -138,6 +139,11 @@ template <typename T>
 Tensor<T> predict(nn::Sequential<T>& model, const data::Dataset& dataset, std::int64_t batch_size = 32) {
     CUMULUS_CHECK(batch_size > 0, "predict: batch_size must be positive, got ", batch_size);
     detail::check_fits(model.input_shape(), dataset, "predict");
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+    // The kernels run on the current device's stream: make that the model's.
+    std::optional<cuda::DeviceGuard> on_device;
+    if (model.device().is_cuda()) on_device.emplace(model.device());
+#endif
     const data::Dataset d = dataset.to(model.device());
     const std::int64_t n = d.size();
     const auto order = detail::epoch_order(n, false, 0, 0);

@@ -53,6 +53,9 @@ __global__ void gather_labels_kernel(const std::uint8_t* __restrict__ labels, st
 // (so a replayed graph sees new values): state[0] the offset of the next
 // batch in the epoch's order, state[1] the dropout step (updates done so far),
 // state[2] the number of the next optimizer update (state[1] + 1).
+// (A template, as every kernel here: a plain __global__ function defined in a
+// header would be defined again by each .cu file of a program.)
+template <int = 0>
 __global__ void advance_step_kernel(std::int64_t* state, std::int64_t rows) {
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         state[0] += rows;
@@ -64,7 +67,7 @@ __global__ void advance_step_kernel(std::int64_t* state, std::int64_t rows) {
 // ---------------------------------------------------------------- launchers
 
 inline void advance_step(std::int64_t* state, std::int64_t rows, cudaStream_t stream = current_stream()) {
-    advance_step_kernel<<<1, 32, 0, stream>>>(state, rows);
+    advance_step_kernel<0><<<1, 32, 0, stream>>>(state, rows);
     CUMULUS_CUDA_CHECK_LAUNCH();
 }
 

@@ -26,7 +26,8 @@ public:
 
     // Captures what fn() queues on `stream` (which must not be the legacy
     // default stream). Nothing runs during capture. Throws if fn() allocated
-    // device memory with cudaMalloc or failed; the graph is then empty.
+    // device memory with cudaMalloc, freed a device block, or failed; the
+    // graph is then empty.
     template <typename Fn>
     void capture(cudaStream_t stream, Fn&& fn) {
         reset();
@@ -50,9 +51,18 @@ public:
             CUMULUS_FAIL("Graph::capture: the captured work allocated new device memory; run it once uncaptured "
                          "first so that every buffer exists");
         }
-        cudaError_t e = cudaGraphInstantiate(&exec_, g, 0);
+        // A block freed during capture is baked into the graph yet back in the
+        // cache, where anything may get it between replays (or cudaFree it).
+        if (after.releases != before.releases) {
+            CUMULUS_CUDA_CHECK_PRINT(cudaGraphDestroy(g));
+            CUMULUS_FAIL("Graph::capture: the captured work freed ", after.releases - before.releases,
+                         " device block(s) (temporaries); give them persistent buffers so that replays own them");
+        }
+        cudaGraphExec_t exec = nullptr;
+        cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
         CUMULUS_CUDA_CHECK_PRINT(cudaGraphDestroy(g));
         CUMULUS_CUDA_CHECK(e);
+        exec_ = exec;
         stream_ = stream;
     }
 

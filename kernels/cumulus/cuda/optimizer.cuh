@@ -114,7 +114,7 @@ __device__ __forceinline__ void multi_tensor_apply(const ParamSlots<T>* params, 
         const ParamSlots<T>& last = params[count - 1];
         if (chunk >= last.first_chunk + (last.n + kOptimizerChunk - 1) / kOptimizerChunk) return;
         const int t = find_tensor(params, count, chunk);
-        const ParamSlots<T>& p = params[t];
+        const ParamSlots<T> p = params[t];  // a copy: its pointers stay in registers across the stores
         const std::int64_t begin = (chunk - p.first_chunk) * kOptimizerChunk;
         const std::int64_t end = begin + kOptimizerChunk < p.n ? begin + kOptimizerChunk : p.n;
         for (std::int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) update(p, i);

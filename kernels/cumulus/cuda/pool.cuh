@@ -70,13 +70,17 @@ __device__ __forceinline__ void covering(int i, int pad, int k, int s, int out, 
 }  // namespace pool_detail
 
 // ---------------------------------------------------------------- kernels
+//
+// Grid-stride loops over the output (forward) or input (backward) elements;
+// the index is 64-bit, since idx + stride may pass 2^31 while total <= INT_MAX.
 
 template <typename T>
 __global__ void max_pool_forward_kernel(pool_detail::Geometry g, const T* __restrict__ x, T* __restrict__ y,
                                         std::int32_t* __restrict__ argmax) {
     const int total = g.n * g.oh * g.ow * g.c;
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const pool_detail::Pixel o = pool_detail::unflatten(idx, g.oh, g.ow, g.c);
+    for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
+         idx += std::int64_t(gridDim.x) * blockDim.x) {
+        const pool_detail::Pixel o = pool_detail::unflatten(int(idx), g.oh, g.ow, g.c);
         const pool_detail::Window win = pool_detail::window(g, o.y, o.x);
         const T* img = x + std::int64_t(o.n) * g.h * g.w * g.c;
         T m = T(0);
@@ -96,8 +100,9 @@ template <typename T>
 __global__ void max_pool_backward_kernel(pool_detail::Geometry g, const T* __restrict__ dy,
                                          const std::int32_t* __restrict__ argmax, T* __restrict__ dx) {
     const int total = g.n * g.h * g.w * g.c;
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const pool_detail::Pixel p = pool_detail::unflatten(idx, g.h, g.w, g.c);
+    for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
+         idx += std::int64_t(gridDim.x) * blockDim.x) {
+        const pool_detail::Pixel p = pool_detail::unflatten(int(idx), g.h, g.w, g.c);
         const int at = (p.y * g.w + p.x) * g.c + p.c;
         int oy0, oy1, ox0, ox1;
         pool_detail::covering(p.y, g.pt, g.kh, g.sh, g.oh, oy0, oy1);
@@ -115,8 +120,9 @@ __global__ void max_pool_backward_kernel(pool_detail::Geometry g, const T* __res
 template <typename T>
 __global__ void avg_pool_forward_kernel(pool_detail::Geometry g, const T* __restrict__ x, T* __restrict__ y) {
     const int total = g.n * g.oh * g.ow * g.c;
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const pool_detail::Pixel o = pool_detail::unflatten(idx, g.oh, g.ow, g.c);
+    for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
+         idx += std::int64_t(gridDim.x) * blockDim.x) {
+        const pool_detail::Pixel o = pool_detail::unflatten(int(idx), g.oh, g.ow, g.c);
         const pool_detail::Window win = pool_detail::window(g, o.y, o.x);
         const T* img = x + std::int64_t(o.n) * g.h * g.w * g.c;
         T s = T(0);
@@ -129,8 +135,9 @@ __global__ void avg_pool_forward_kernel(pool_detail::Geometry g, const T* __rest
 template <typename T>
 __global__ void avg_pool_backward_kernel(pool_detail::Geometry g, const T* __restrict__ dy, T* __restrict__ dx) {
     const int total = g.n * g.h * g.w * g.c;
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
-        const pool_detail::Pixel p = pool_detail::unflatten(idx, g.h, g.w, g.c);
+    for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
+         idx += std::int64_t(gridDim.x) * blockDim.x) {
+        const pool_detail::Pixel p = pool_detail::unflatten(int(idx), g.h, g.w, g.c);
         int oy0, oy1, ox0, ox1;
         pool_detail::covering(p.y, g.pt, g.kh, g.sh, g.oh, oy0, oy1);
         pool_detail::covering(p.x, g.pl, g.kw, g.sw, g.ow, ox0, ox1);

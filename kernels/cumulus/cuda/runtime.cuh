@@ -204,6 +204,7 @@ public:
         std::int64_t device_frees = 0;    // cudaFree calls (empty_cache only)
         std::int64_t requests = 0;        // allocate() calls
         std::int64_t cache_hits = 0;      // requests served from the free lists
+        std::int64_t releases = 0;        // free() calls (blocks returned to the free lists)
         std::size_t bytes_in_use = 0;
         std::size_t bytes_cached = 0;     // in the free lists
     };
@@ -268,6 +269,7 @@ public:
         }
         const Block b = it->second;
         live_.erase(it);
+        ++stats_.releases;
         stats_.bytes_in_use -= b.size;
         stats_.bytes_cached += b.size;
         free_[{b.device, b.size}].push_back(p);
@@ -375,6 +377,10 @@ inline void tensor_copy(void* dst, Device dst_dev, const void* src, Device src_d
                           : src_dev.is_cpu() ? cudaMemcpyHostToDevice
                                              : cudaMemcpyDeviceToDevice;
     if (kind == cudaMemcpyDeviceToDevice && dst_dev.index != src_dev.index) {
+        {  // the source's writers run on its own device's stream: let them finish first
+            DeviceGuard on_src(src_dev);
+            CUMULUS_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+        }
         CUMULUS_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, s));
         CUMULUS_CUDA_CHECK(cudaStreamSynchronize(s));
         return;

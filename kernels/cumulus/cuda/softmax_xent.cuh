@@ -38,7 +38,8 @@ __global__ void softmax_kernel(const T* logits, T* probs, std::int64_t rows, std
     const T m = x[am.index];
     double s = 0;
     for (std::int64_t c = lane; c < cols; c += 32) s += static_cast<double>(device_exp(x[c] - m));
-    s = warp_sum(s);  // every lane has read all it needs of x before any writes below
+    s = warp_sum(s);
+    __syncwarp();  // probs may alias logits: every lane's read of x[am.index] comes before any write
     const double inv = 1.0 / s;
     for (std::int64_t c = lane; c < cols; c += 32) p[c] = static_cast<T>(static_cast<double>(device_exp(x[c] - m)) * inv);
 }
@@ -58,7 +59,11 @@ __global__ void softmax_xent_kernel(const T* logits, const L* labels, T* dlogits
         const T* x = logits + r * cols;
         const auto label = static_cast<long long>(labels[r]);
         if (label < 0 || label >= cols) {
-            bad = 1;  // the launcher checked the labels on the host; this guards the reads
+            // A guard: the host learns of it at its next read of the totals, and
+            // until then the row adds nothing to the step (a zero gradient).
+            bad = 1;
+            if (dlogits)
+                for (std::int64_t c = lane; c < cols; c += 32) dlogits[r * cols + c] = T(0);
         } else {
             const ArgMax<T> am = warp_argmax_row(x, cols, lane);
             const T m = x[am.index];
@@ -102,6 +107,8 @@ __global__ void softmax_xent_kernel(const T* logits, const L* labels, T* dlogits
 }
 
 // One block sums the partials in a fixed order into *totals (or adds to it).
+// A template only so that it is not defined again by each .cu file of a program.
+template <int = 0>
 __global__ void xent_combine_kernel(const double* partial_loss, const long long* partial_hits,
                                     const long long* partial_bad, std::int64_t n, XentTotals* totals,
                                     bool accumulate) {
@@ -165,8 +172,8 @@ struct XentWorkspace {
 
 // The fused loss without a host sync: loss, gradient and hits go to device
 // memory; *totals is overwritten, or added to with accumulate. Labels are
-// not checked on the host (they live on the device); a bad label leaves its
-// row's gradient unwritten and counts in totals->bad_labels.
+// not checked on the host (they live on the device); a bad label gives its
+// row a zero gradient, no loss or hit, and counts in totals->bad_labels.
 template <typename T, typename L>
 void softmax_xent_async(const T* logits, const L* labels, T* dlogits, std::int64_t rows, std::int64_t cols,
                         std::int64_t grad_rows, XentTotals* totals, bool accumulate,
@@ -194,7 +201,7 @@ void softmax_xent_async(const T* logits, const L* labels, T* dlogits, std::int64
             logits, labels, dlogits, rows, cols, inv_rows, partial_loss, partial_hits, partial_bad);
         CUMULUS_CUDA_CHECK_LAUNCH();
     }
-    xent_combine_kernel<<<1, kThreads, 0, stream>>>(partial_loss, partial_hits, partial_bad, blocks, totals,
+    xent_combine_kernel<0><<<1, kThreads, 0, stream>>>(partial_loss, partial_hits, partial_bad, blocks, totals,
                                                     accumulate);
     CUMULUS_CUDA_CHECK_LAUNCH();
 }
