@@ -537,6 +537,16 @@ TEST_CASE("gcs: cumulus-gcs cp, ls, cat, rm end to end, and an interrupted cp re
         CHECK_FALSE(io::fs::exists(t + "small.bin"));
         CHECK(io::fs::exists(t + "sub/big.bin"));
         CHECK(contains(read_text(dir / "w11.txt.err"), "Omitting prefix " + t + "sub/"));
+        CHECK(run_tool(env, "cat '" + t + "**.bin'", dir / "w12.bin") == 0);  // in name order
+        auto both = big;
+        both.insert(both.end(), other.begin(), other.end());
+        CHECK(read_local(dir / "w12.bin") == both);
+        // rm -r: a matched directory with everything under it.
+        CHECK(run_tool(env, "cp -r " + (dir / "src/sub") + " " + t + "sub2") == 0);
+        CHECK(run_tool(env, "rm -r '" + t + "sub?'") == 0);
+        CHECK_FALSE(io::fs::exists(t + "sub2/big.bin"));
+        CHECK_FALSE(io::fs::exists(t + "sub2/other.bin"));
+        CHECK(io::fs::exists(t + "sub/big.bin"));  // "sub?" needs one more character
         CHECK(run_tool(env, "rm '" + t + "sub/*.bin'") == 0);
         CHECK_FALSE(io::fs::exists(t + "sub/big.bin"));
         CHECK_FALSE(io::fs::exists(t + "sub/other.bin"));
