@@ -7,6 +7,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -340,6 +341,17 @@ nlohmann::json b64json(const std::string& s) {
     return nlohmann::json::parse(std::string(b.begin(), b.end()));
 }
 
+// Two listings through a client with `creds` (the second must reuse the
+// token); the proxy's stats after them.
+nlohmann::json stats_after_two_lists(std::shared_ptr<gcs::Credentials> creds) {
+    auto opt = test_options(fixture().proxy);
+    opt.credentials = std::move(creds);
+    gcs::Client client(opt);
+    client.list_page("cumulus-test", "", "/");
+    client.list_page("cumulus-test", "", "/");
+    return fixture().stats();
+}
+
 }  // namespace
 
 TEST_CASE("gcs: service-account credentials sign a JWT that verifies, against a token endpoint stub") {
@@ -353,13 +365,7 @@ TEST_CASE("gcs: service-account credentials sign a JWT that verifies, against a 
                                 {"client_email", "sa@p.iam.gserviceaccount.com"},
                                 {"token_uri", fx.proxy + "/_proxy/token"}};
     std::ofstream(dir / "key.json") << key.dump();
-    auto creds = gcs::credentials_from_file(dir / "key.json");
-    auto opt = test_options(fx.proxy);
-    opt.credentials = creds;
-    gcs::Client client(opt);
-    client.list_page("cumulus-test", "", "/");
-    client.list_page("cumulus-test", "", "/");
-    auto st = fx.stats();
+    auto st = stats_after_two_lists(gcs::credentials_from_file(dir / "key.json"));
     REQUIRE(st["token_requests"].size() == 1);  // cached
     CHECK(st["authorization"] == "Bearer test-token-1");
     const auto form = st["token_requests"][0];
@@ -388,6 +394,7 @@ TEST_CASE("gcs: service-account credentials sign a JWT that verifies, against a 
     const nlohmann::json user = {{"type", "authorized_user"}, {"client_id", "cid"}, {"client_secret", "csecret"},
                                  {"refresh_token", "rtoken"}, {"token_uri", fx.proxy + "/_proxy/token"}};
     std::ofstream(dir / "user.json") << user.dump();
+    auto opt = test_options(fx.proxy);
     opt.credentials = gcs::credentials_from_file(dir / "user.json");
     gcs::Client user_client(opt);
     user_client.list_page("cumulus-test", "", "/");
@@ -413,12 +420,7 @@ TEST_CASE("gcs: GCE metadata-server credentials, against a metadata server stub"
     fx.reset();
     const std::string host = fx.proxy.substr(fx.proxy.find("://") + 3);  // "127.0.0.1:PORT", as GCE_METADATA_HOST
     auto creds = std::make_shared<gcs::ComputeMetadataCredentials>(host);
-    auto opt = test_options(fx.proxy);
-    opt.credentials = creds;
-    gcs::Client client(opt);
-    client.list_page("cumulus-test", "", "/");
-    client.list_page("cumulus-test", "", "/");
-    auto st = fx.stats();
+    auto st = stats_after_two_lists(creds);
     CHECK(st["metadata_requests"].get<int>() == 1);  // cached: the stub refuses requests without Metadata-Flavor
     CHECK(st["authorization"] == "Bearer meta-token-1");
     CHECK(creds->fetch_count() == 1);
