@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -398,17 +399,18 @@ private:
 // ---- commands ----
 
 // The objects and "directories" that a gs:// URL with wildcards names, in
-// name order: objects as gs://b/name, directories (prefixes that the pattern
-// matches whole, when it has no '**') as gs://b/dir/. A pattern ending in '/'
-// names directories only. One listing of everything under the pattern's
-// literal start.
+// name order: objects with what the listing says of them (size, time,
+// checksums; nothing more is asked of the server), directories (prefixes that
+// the pattern matches whole, when it has no '**') as gs://b/dir/. A pattern
+// ending in '/' names directories only. One listing of everything under the
+// pattern's literal start.
 struct Matches {
-    std::vector<std::string> objects, dirs;
+    std::vector<io::FileInfo> objects;
+    std::vector<std::string> dirs;
     bool empty() const { return objects.empty() && dirs.empty(); }
 };
 
-Matches expand_wildcard(gcs::Client& client, const std::string& url) {
-    const auto u = gcs::parse_gs_url(url);
+Matches expand_wildcard(gcs::Client& client, const gcs::GsUrl& u, const std::string& url) {
     CUMULUS_CHECK(!gcs::has_wildcard(u.bucket), "'", url, "': wildcards in bucket names are not supported");
     std::string pat = u.object;
     const bool dirs_only = !pat.empty() && pat.back() == '/';
@@ -421,7 +423,8 @@ Matches expand_wildcard(gcs::Client& client, const std::string& url) {
     client.list(u.bucket, prefix, "", [&](const gcs::ListPage& page) {
         for (const auto& item : page.items) {
             const std::string& name = item.name;
-            if (!dirs_only && name.back() != '/' && gcs::wildcard_match(pat, name)) m.objects.push_back(base + name);
+            if (!dirs_only && name.back() != '/' && gcs::wildcard_match(pat, name))
+                m.objects.push_back(gcs::GcsFileSystem::info_of(item));
             if (deep) continue;
             for (auto slash = name.find('/', prefix.size()); slash != std::string::npos; slash = name.find('/', slash + 1))
                 if (gcs::wildcard_match(pat, std::string_view(name).substr(0, slash)))
@@ -429,30 +432,65 @@ Matches expand_wildcard(gcs::Client& client, const std::string& url) {
         }
         return true;
     });
-    std::sort(m.objects.begin(), m.objects.end());
+    std::sort(m.objects.begin(), m.objects.end(),
+              [](const io::FileInfo& a, const io::FileInfo& b) { return a.path < b.path; });
     m.dirs.assign(dirs.begin(), dirs.end());
     return m;
 }
 
+// The wildcard matches of `url`, or nothing when it is not a gs:// URL with a
+// wildcard in the object name (it is then taken as it is).
+std::optional<Matches> wildcard_matches(gcs::Client& client, const std::string& url) {
+    if (!is_gs(url)) return std::nullopt;
+    const auto u = gcs::parse_gs_url(url);
+    if (!gcs::has_wildcard(u.object)) return std::nullopt;
+    return expand_wildcard(client, u, url);
+}
+
 bool is_gs_wildcard(const std::string& url) { return is_gs(url) && gcs::has_wildcard(gcs::parse_gs_url(url).object); }
+
+// What a gs:// URL without wildcards names: the object (as the server
+// describes it), else a "directory" (is_dir: objects exist under URL/), else
+// nothing. At most one metadata request and one one-item listing.
+std::optional<io::FileInfo> lookup_gs(gcs::Client& client, const std::string& url) {
+    const auto u = gcs::parse_gs_url(url);
+    std::string prefix = u.object;
+    if (!prefix.empty() && prefix.back() != '/') {
+        if (auto m = client.try_get_metadata(u.bucket, u.object)) return gcs::GcsFileSystem::info_of(*m);
+        prefix += '/';
+    }
+    const auto page = client.list_page(u.bucket, prefix, "/", {}, 1);
+    if (page.items.empty() && page.prefixes.empty()) return std::nullopt;
+    io::FileInfo dir;
+    dir.path = url;
+    dir.is_dir = true;
+    return dir;
+}
 
 std::string no_match(const std::string& url) { return "No URLs matched: " + url; }
 
-// The objects under a gs:// URL: the object itself, or everything under the prefix.
-std::vector<io::FileInfo> expand_gs(const std::string& url, bool recursive) {
-    std::vector<io::FileInfo> out;
+// The objects a gs:// URL without wildcards names: the object itself; else,
+// with `recursive`, every object under URL/ ("directory" placeholders
+// included). One metadata request (none for a URL ending in '/'), one listing.
+std::vector<io::FileInfo> expand_gs(gcs::Client& client, const std::string& url, bool recursive) {
     const auto u = gcs::parse_gs_url(url);
-    auto fs = io::remote_filesystem(url);
-    if (!u.object.empty() && u.object.back() != '/' && fs->exists(url) && !fs->stat(url).is_dir) {
-        out.push_back(fs->stat(url));
-        return out;
+    std::string prefix = u.object;
+    if (!prefix.empty() && prefix.back() != '/') {
+        if (auto m = client.try_get_metadata(u.bucket, u.object)) return {gcs::GcsFileSystem::info_of(*m)};
+        prefix += '/';
     }
+    std::vector<io::FileInfo> out;
     if (!recursive) return out;
-    fs->list(url, true, [&](const io::FileInfo& f) {
-        out.push_back(f);
+    client.list(u.bucket, prefix, "", [&](const gcs::ListPage& page) {
+        for (const auto& item : page.items) out.push_back(gcs::GcsFileSystem::info_of(item));
         return true;
     });
     return out;
+}
+
+std::string with_slash(std::string url) {
+    if (url.empty() || url.back() != '/') url += '/';
+    return url;
 }
 
 // The part of `path` after `root` ("gs://b/p/" + "x/y" -> "x/y").
@@ -465,23 +503,41 @@ int cmd_cp(gcs::Client& client, const Options& opt) {
     CUMULUS_CHECK(opt.args.size() >= 2, "cp needs SRC... DST");
     const std::string dst = opt.args.back();
     CUMULUS_CHECK(!is_gs_wildcard(dst), "cp: the destination '", dst, "' has a wildcard; name one place");
-    std::vector<std::string> srcs;
+    // Each source with what is known of it: a wildcard's matches come with
+    // their listing; any other gs:// source is looked up once, below.
+    struct Source {
+        std::string url;
+        std::optional<io::FileInfo> info;
+    };
+    std::vector<Source> srcs;
     std::vector<std::string> failures;
     for (auto it = opt.args.begin(); it != opt.args.end() - 1; ++it) {
-        if (!is_gs_wildcard(*it)) {
-            srcs.push_back(*it);
+        const auto m = wildcard_matches(client, *it);
+        if (!m) {
+            srcs.push_back({*it, std::nullopt});
             continue;
         }
-        const Matches m = expand_wildcard(client, *it);
-        if (m.empty()) failures.push_back(no_match(*it));
-        srcs.insert(srcs.end(), m.objects.begin(), m.objects.end());
-        for (const auto& d : m.dirs) srcs.push_back(d.substr(0, d.size() - 1));  // a directory source
+        if (m->empty()) failures.push_back(no_match(*it));
+        for (const auto& f : m->objects) srcs.push_back({f.path, f});
+        for (const auto& d : m->dirs) {  // a directory source
+            io::FileInfo dir;
+            dir.path = d.substr(0, d.size() - 1);
+            dir.is_dir = true;
+            srcs.push_back({dir.path, dir});
+        }
     }
     const bool dst_is_dir = dst.back() == '/' || srcs.size() > 1 ||
                             (is_gs(dst) && gcs::parse_gs_url(dst).object.empty()) || io::fs::is_directory(dst);
     std::vector<Transfer> todo;
-    for (const auto& src : srcs) {
-        const bool src_dir = is_gs(src) ? (!expand_gs(src, false).size() && io::fs::exists(src)) : sfs::is_directory(src);
+    for (auto& [src, info] : srcs) {
+        if (is_gs(src) && !info) {
+            info = lookup_gs(client, src);
+            if (!info) {
+                failures.push_back("No such object: " + src);
+                continue;
+            }
+        }
+        const bool src_dir = info ? info->is_dir : sfs::is_directory(src);
         if (src_dir) {
             if (!opt.recursive) {
                 failures.push_back("omitting directory '" + src + "' (use cp -r)");
@@ -489,23 +545,13 @@ int cmd_cp(gcs::Client& client, const Options& opt) {
             }
             // gsutil: into an existing DST the directory nests as DST/<name>/...; else it becomes DST.
             const std::string base = dst_is_dir ? io::fs::join(dst, io::fs::basename(src)) : dst;
-            if (is_gs(src)) {
-                for (const auto& f : expand_gs(src, true))
-                    todo.push_back({f.path, io::fs::join(base, relative_to(f.path, src)), f.size});
-            } else {
-                for (const auto& f : io::fs::list(src, true))
-                    todo.push_back({f.path, io::fs::join(base, relative_to(f.path, src)), f.size});
-            }
+            for (const auto& f : is_gs(src) ? expand_gs(client, with_slash(src), true) : io::fs::list(src, true))
+                if (!f.is_dir && f.path.back() != '/') todo.push_back({f.path, io::fs::join(base, relative_to(f.path, src)), f.size});
             continue;
         }
         std::uint64_t size = 0;
-        if (is_gs(src)) {
-            auto found = expand_gs(src, false);
-            if (found.empty()) {
-                failures.push_back("No such object: " + src);
-                continue;
-            }
-            size = found[0].size;
+        if (info) {
+            size = info->size;
         } else {
             std::error_code ec;
             size = sfs::file_size(src, ec);
@@ -548,23 +594,26 @@ int cmd_ls(gcs::Client& client, const Options& opt) {
     CUMULUS_CHECK(!opt.args.empty(), "ls needs a gs:// URL");
     int rc = 0;
     std::uint64_t objects = 0, bytes = 0;
+    auto show = [&](const io::FileInfo& f) {
+        if (opt.long_list && !f.is_dir) {
+            // As gsutil ls -l: size, the object's update time (UTC), URL.
+            char when[32] = "-";
+            const std::time_t t = static_cast<std::time_t>(f.mtime);
+            std::tm tm{};
+            if (f.mtime > 0 && ::gmtime_r(&t, &tm)) std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            std::printf("%12llu  %s  %s\n", static_cast<unsigned long long>(f.size), when, f.path.c_str());
+            ++objects;
+            bytes += f.size;
+        } else {
+            std::printf("%s\n", f.path.c_str());
+        }
+    };
     // One URL without wildcards: the object, or what is in (-r: under) the prefix.
     auto list_one = [&](const std::string& url) {
         bool any = false;
         io::fs::list(url, opt.recursive, [&](const io::FileInfo& f) {
             any = true;
-            if (opt.long_list && !f.is_dir) {
-                // As gsutil ls -l: size, the object's update time (UTC), URL.
-                char when[32] = "-";
-                const std::time_t t = static_cast<std::time_t>(f.mtime);
-                std::tm tm{};
-                if (f.mtime > 0 && ::gmtime_r(&t, &tm)) std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-                std::printf("%12llu  %s  %s\n", static_cast<unsigned long long>(f.size), when, f.path.c_str());
-                ++objects;
-                bytes += f.size;
-            } else {
-                std::printf("%s\n", f.path.c_str());
-            }
+            show(f);
             return true;
         });
         if (!any && !io::fs::exists(url)) {
@@ -574,23 +623,28 @@ int cmd_ls(gcs::Client& client, const Options& opt) {
     };
     for (const auto& arg : opt.args) {
         CUMULUS_CHECK(is_gs(arg), "ls lists gs:// URLs, got '", arg, "'");
-        if (!is_gs_wildcard(arg)) {
+        const auto m = wildcard_matches(client, arg);
+        if (!m) {
             list_one(arg);
             continue;
         }
-        // A wildcard lists what it matched, in name order: objects, and
-        // directories by name (-r: everything under them).
-        const Matches m = expand_wildcard(client, arg);
-        if (m.empty()) {
+        // A wildcard lists what it matched, in name order: objects as the
+        // listing described them, and directories by name (-r: everything
+        // under them).
+        if (m->empty()) {
             std::fprintf(stderr, "cumulus-gcs: ls: %s\n", no_match(arg).c_str());
             rc = 1;
         }
-        std::vector<std::string> all(m.objects);
-        all.insert(all.end(), m.dirs.begin(), m.dirs.end());
-        std::sort(all.begin(), all.end());
-        for (const auto& url : all) {
-            if (url.back() == '/' && !opt.recursive) std::printf("%s\n", url.c_str());
-            else list_one(url);
+        auto obj = m->objects.begin();
+        auto dir = m->dirs.begin();
+        while (obj != m->objects.end() || dir != m->dirs.end()) {
+            if (dir == m->dirs.end() || (obj != m->objects.end() && obj->path < *dir)) {
+                show(*obj++);
+            } else if (opt.recursive) {
+                list_one(*dir++);
+            } else {
+                std::printf("%s\n", (dir++)->c_str());
+            }
         }
     }
     if (opt.long_list) std::printf("TOTAL: %llu objects, %llu bytes (%s)\n", static_cast<unsigned long long>(objects),
@@ -604,8 +658,9 @@ int cmd_cat(gcs::Client& client, const Options& opt) {
     for (const auto& arg : opt.args) {
         std::vector<std::string> urls{arg};
         try {
-            if (is_gs_wildcard(arg)) {
-                urls = expand_wildcard(client, arg).objects;
+            if (const auto m = wildcard_matches(client, arg)) {
+                urls.clear();
+                for (const auto& f : m->objects) urls.push_back(f.path);
                 if (urls.empty()) CUMULUS_FAIL(no_match(arg));
             }
         } catch (const std::exception& e) {
@@ -634,16 +689,16 @@ int cmd_rm(gcs::Client& client, const Options& opt) {
     for (const auto& url : opt.args) {
         try {
             CUMULUS_CHECK(is_gs(url), "rm removes gs:// objects, got '", url, "'");
-            if (is_gs_wildcard(url)) {
-                const Matches m = expand_wildcard(client, url);
-                if (m.empty()) CUMULUS_FAIL(no_match(url));
-                std::vector<std::string> doomed(m.objects);
-                for (const auto& d : m.dirs) {
+            if (const auto m = wildcard_matches(client, url)) {
+                if (m->empty()) CUMULUS_FAIL(no_match(url));
+                std::vector<std::string> doomed;
+                for (const auto& f : m->objects) doomed.push_back(f.path);
+                for (const auto& d : m->dirs) {
                     if (!opt.recursive) {
                         std::fprintf(stderr, "Omitting prefix %s (use rm -r)\n", d.c_str());
                         continue;
                     }
-                    for (const auto& f : expand_gs(d, true)) doomed.push_back(f.path);
+                    for (const auto& f : expand_gs(client, d, true)) doomed.push_back(f.path);
                 }
                 std::sort(doomed.begin(), doomed.end());
                 doomed.erase(std::unique(doomed.begin(), doomed.end()), doomed.end());
@@ -653,7 +708,7 @@ int cmd_rm(gcs::Client& client, const Options& opt) {
                 }
                 continue;
             }
-            const auto found = expand_gs(url, opt.recursive);
+            const auto found = expand_gs(client, url, opt.recursive);
             if (found.empty()) {
                 if (!opt.recursive && io::fs::exists(url)) CUMULUS_FAIL(url, " is a prefix: use rm -r");
                 CUMULUS_FAIL("No such object: ", url);

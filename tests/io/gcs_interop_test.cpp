@@ -511,6 +511,26 @@ TEST_CASE("gcs: cumulus-gcs cp, ls, cat, rm end to end, and an interrupted cp re
         CHECK(read_text(dir / "w1.txt") == t + "small.bin\n" + t + "sub/\n");
         CHECK(run_tool(env, "ls '" + t + "**.bin'", dir / "w2.txt") == 0);
         CHECK(read_text(dir / "w2.txt") == t + "small.bin\n" + t + "sub/big.bin\n" + t + "sub/other.bin\n");
+        {  // What the listing said is used, not asked again: requests counted at the proxy.
+            const std::string counted = "STORAGE_EMULATOR_HOST=" + fx.proxy + " CUMULUS_GCS_STATE_DIR=" + state;
+            fx.reset();
+            CHECK(run_tool(counted, "ls -l '" + t + "**.bin'", dir / "wl.txt") == 0);
+            CHECK(fx.stats()["requests"].get<int>() == 1);  // the listing; no metadata request per object
+            const auto lines = read_text(dir / "wl.txt");
+            CHECK(contains(lines, std::to_string(big.size()) + "  20"));  // size and update time from the listing
+            CHECK(contains(lines, "  " + t + "sub/big.bin\n"));
+            CHECK(contains(lines, "TOTAL: 3 objects, " + std::to_string(small.size() + big.size() + other.size()) +
+                                      " bytes"));
+            fx.reset();
+            CHECK(run_tool(counted, "cp '" + t + "sub/*' " + (dir / "counted") + "/") == 0);
+            CHECK(fx.stats()["requests"].get<int>() == 3);  // the listing and two downloads
+            CHECK(read_local(dir / "counted/big.bin") == big);
+            CHECK(read_local(dir / "counted/other.bin") == other);
+            fx.reset();
+            CHECK(run_tool(counted, "cp " + t + "sub/other.bin " + (dir / "counted/again.bin")) == 0);
+            CHECK(fx.stats()["requests"].get<int>() == 2);  // its metadata and the download
+            CHECK(read_local(dir / "counted/again.bin") == other);
+        }
         CHECK(run_tool(env, "ls -r '" + t + "s*'", dir / "w3.txt") == 0);  // -r: under the matched directory too
         CHECK(read_text(dir / "w3.txt") == t + "small.bin\n" + t + "sub/big.bin\n" + t + "sub/other.bin\n");
         CHECK(run_tool(env, "ls '" + t + "sub/[a-c]*'", dir / "w4.txt") == 0);
