@@ -29,6 +29,7 @@
 #include <cumulus/train/task_flags.hpp>
 #include "data_sources.hpp"
 #include "device_select.hpp"
+#include "step_flags.hpp"
 #include "step_trainer.hpp"
 
 using namespace cumulus;
@@ -36,10 +37,14 @@ using namespace cumulus;
 namespace {
 
 struct Options {
-    std::string train_files, eval_files, device = "auto";
-    std::int64_t train_steps = 10000, eval_steps = 0, batch_size = 128, eval_batch_size = 500, eval_every = 1000;
-    float learning_rate = 0.001f;
-    std::uint64_t seed = 0;
+    std::string train_files, eval_files;
+    examples::StepFlags flags;  // --train-steps (10000), batch 128, eval every 1000, Adam 0.001, ...
+
+    Options() {
+        flags.steps.train_steps = 10000;
+        flags.steps.batch_size = 128;
+        flags.steps.eval_batch_size = 500;
+    }
 };
 
 // Both splits: --train-files and --eval-files each one split (IDX images,
@@ -89,47 +94,27 @@ int main(int argc, char** argv) {
     app.add_option("--eval-files", o.eval_files, "Evaluation data, in any of the --train-files forms (one split)");
     train::TaskConfig task;  // --job-dir, --verbosity, --hypertune-metric-tag, checkpoint flags
     train::add_task_flags(app, task);
-    app.add_option("--train-steps", o.train_steps, "Number of training steps (mini-batches)")
-        ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))->capture_default_str();
-    app.add_option("--eval-steps", o.eval_steps, "Batches per evaluation; 0 evaluates the whole eval set")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--eval-every", o.eval_every, "Evaluate (and save) every this many steps; 0: only at the end")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--batch-size", o.batch_size, "Training mini-batch size")->check(CLI::Range(1, 1 << 20))
-        ->capture_default_str();
-    app.add_option("--eval-batch-size", o.eval_batch_size, "Evaluation batch size")->check(CLI::Range(1, 1 << 20))
-        ->capture_default_str();
-    app.add_option("--learning-rate", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--seed", o.seed, "Seed for weights, shuffling and dropout")->capture_default_str();
-    app.add_option("--device", o.device, "cpu, cuda or auto (the GPU when there is one)")
-        ->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
+    examples::add_step_flags(app, o.flags, '-', "--batch-size", "eval set");
     CLI11_PARSE(app, argc, argv);
 
     try {
         train::resolve_task(task);
         const examples::LogLevel level = train::parse_log_level(task.verbosity);
         const bool info = level <= examples::LogLevel::Info;
-        const Device device = examples::select_device(o.device);
+        const Device device = examples::select_device(o.flags.device);
         const data::Mnist m = load_data(o);
         const Shape image{28, 28, 1};
         auto train = data::Dataset::from_uint8(m.train.images, m.train.labels, m.train.scale).reshape_examples(image);
         auto eval = data::Dataset::from_uint8(m.test.images, m.test.labels, m.test.scale).reshape_examples(image);
-        nn::Sequential<float> model = make_model(o.seed);
+        nn::Sequential<float> model = make_model(o.flags.steps.seed);
         model.to(device);
         if (info) {
             std::cout << train.size() << " train samples\n" << eval.size() << " eval samples\n";
             std::cout << "Data: " << m.dir << "\nDevice: " << device.str() << "\n" << model.summary() << std::flush;
         }
 
-        optim::Adam<float> optimizer(o.learning_rate);
-        examples::StepOptions so;
-        so.train_steps = o.train_steps;
-        so.batch_size = o.batch_size;
-        so.eval_batch_size = o.eval_batch_size;
-        so.eval_steps = o.eval_steps;
-        so.eval_every = o.eval_every;
-        so.seed = o.seed;
+        optim::Adam<float> optimizer(o.flags.learning_rate);
+        examples::StepOptions so = o.flags.steps;
         so.level = level;
         examples::run_step_task(task, model, optimizer, train, eval, so);
     } catch (const std::exception& e) {

@@ -26,6 +26,7 @@
 #include <cumulus/train/task_flags.hpp>
 #include "data_sources.hpp"
 #include "device_select.hpp"
+#include "step_flags.hpp"
 #include "step_trainer.hpp"
 
 using namespace cumulus;
@@ -33,11 +34,14 @@ using namespace cumulus;
 namespace {
 
 struct Options {
-    std::string data_dir, output_dir, device = "auto";
-    std::int64_t train_steps = 10000, train_batch_size = 100, eval_batch_size = 100, eval_steps = 0;
-    std::int64_t eval_every = 1000, log_every = 100;
-    float learning_rate = 0.001f;
-    std::uint64_t seed = 0;
+    std::string data_dir, output_dir;
+    examples::StepFlags flags;  // --train_steps (10000), batch 100, eval every 1000, Adam 0.001, ...
+
+    Options() {
+        flags.steps.train_steps = 10000;
+        flags.steps.batch_size = 100;
+        flags.steps.eval_batch_size = 100;
+    }
 };
 
 // MNIST from --data_dir (the four IDX files, train.tfrecords + test.tfrecords,
@@ -73,23 +77,7 @@ int main(int argc, char** argv) {
     app.add_option("--output_dir", o.output_dir, "Output directory, as the tutorial's; the same as --job-dir");
     train::TaskConfig task;  // --job-dir, --verbosity, --hypertune-metric-tag, checkpoint flags
     train::add_task_flags(app, task);
-    app.add_option("--train_steps", o.train_steps, "Number of training steps (mini-batches)")
-        ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40))->capture_default_str();
-    app.add_option("--train_batch_size", o.train_batch_size, "Training mini-batch size")
-        ->check(CLI::Range(1, 1 << 20))->capture_default_str();
-    app.add_option("--eval_batch_size", o.eval_batch_size, "Evaluation batch size")
-        ->check(CLI::Range(1, 1 << 20))->capture_default_str();
-    app.add_option("--eval_steps", o.eval_steps, "Batches per evaluation; 0 evaluates the whole test set")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--eval_every", o.eval_every, "Evaluate (and save) every this many steps; 0: only at the end")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--log_every", o.log_every, "Print the training loss every this many steps")
-        ->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--learning_rate", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--seed", o.seed, "Seed for weights, shuffling and dropout")->capture_default_str();
-    app.add_option("--device", o.device, "cpu, cuda or auto (the GPU when there is one)")
-        ->check(CLI::IsMember({"cpu", "cuda", "auto"}))->capture_default_str();
+    examples::add_step_flags(app, o.flags, '_', "--train_batch_size", "test set");
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -100,7 +88,7 @@ int main(int argc, char** argv) {
             task.job_dir = o.output_dir;
         }
         train::resolve_task(task);
-        const Device device = examples::select_device(o.device);
+        const Device device = examples::select_device(o.flags.device);
         data::Mnist m = load_data(o.data_dir);
         const Shape image{28, 28, 1};
         auto train = data::Dataset::from_uint8(m.train.images, m.train.labels, m.train.scale).reshape_examples(image);
@@ -108,19 +96,12 @@ int main(int argc, char** argv) {
         std::cout << train.size() << " train samples\n" << test.size() << " test samples\n";
         std::cout << "Data: " << m.dir << "\nDevice: " << device.str() << "\n";
 
-        nn::Sequential<float> model = make_model(o.seed);
+        nn::Sequential<float> model = make_model(o.flags.steps.seed);
         model.to(device);
         std::cout << model.summary() << std::flush;
 
-        optim::Adam<float> optimizer(o.learning_rate);
-        examples::StepOptions so;
-        so.train_steps = o.train_steps;
-        so.batch_size = o.train_batch_size;
-        so.eval_batch_size = o.eval_batch_size;
-        so.eval_steps = o.eval_steps;
-        so.eval_every = o.eval_every;
-        so.log_every = o.log_every;
-        so.seed = o.seed;
+        optim::Adam<float> optimizer(o.flags.learning_rate);
+        examples::StepOptions so = o.flags.steps;
         so.level = train::parse_log_level(task.verbosity);
         examples::run_step_task(task, model, optimizer, train, test, so);
     } catch (const std::exception& e) {
