@@ -576,6 +576,8 @@ TEST_CASE("gcs: cumulus-gcs cp, ls, cat, rm end to end, and an interrupted cp re
     }
     CHECK(run_tool(env, "rm gs://cumulus-test/tool/small.bin") == 0);
     CHECK_FALSE(io::fs::exists("gs://cumulus-test/tool/small.bin"));
+    // A "directory" placeholder object (as the console makes) goes with rm -r too.
+    gcs::Client(test_options(fx.emulator)).upload_multipart("cumulus-test", "tool/tree/", "", 0);
     CHECK(run_tool(env, "rm -r gs://cumulus-test/tool/tree") == 0);
     CHECK_FALSE(io::fs::exists("gs://cumulus-test/tool/tree"));
     // Failures: non-zero, naming the object.
