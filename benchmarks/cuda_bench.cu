@@ -176,7 +176,7 @@ void BM_rmsprop_multi(benchmark::State& state) {
     for (auto n : sizes) {
         w.push_back(random_device(n, 5));
         g.push_back(random_device(n, 6));
-        s.push_back(random_device(n, 7));
+        s.push_back(random_device(n, 7, 0.01f, 1.0f));  // mean squares: positive
         slots.push_back({w.back().data(), g.back().data(), s.back().data(), nullptr, n, 0});
         elems += double(n);
     }

@@ -26,11 +26,11 @@ inline bool have_device(benchmark::State& state) {
     return true;
 }
 
-// n floats uniform in [-1, 1) on the device (never zeros: they can time faster than real data).
-inline cumulus::Tensor<float> random_device(std::int64_t n, std::uint64_t seed) {
+// n floats uniform in [lo, hi) on the device, [-1, 1) by default (not zeros: they can time faster than real data).
+inline cumulus::Tensor<float> random_device(std::int64_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
     cumulus::Philox rng(seed, 0);
     std::vector<float> v(static_cast<std::size_t>(n));
-    for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
+    for (auto& x : v) x = rng.uniform(lo, hi);
     return cumulus::Tensor<float>::from_vector(cumulus::Shape{n}, v).to(cumulus::Device::cuda(0));
 }
 

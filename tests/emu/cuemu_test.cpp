@@ -6,7 +6,10 @@
 
 #include <cuda_runtime.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -67,6 +70,22 @@ __global__ void index_kernel(int* out) {
     const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     out[b * (blockDim.x * blockDim.y * blockDim.z) + t] = int(b * 1000 + t);
+}
+
+// The address of a 16-byte-aligned local of a function that is not inlined:
+// the compiler places it by the ABI's promise that the stack is aligned at
+// each call, so a misaligned fiber stack shows here (and crashes code that
+// keeps SSE values on the stack, such as libm's error path for sqrt(-x)).
+__attribute__((noinline)) std::uintptr_t aligned_local_address() {
+    alignas(16) volatile char b[16];
+    b[0] = 1;
+    return reinterpret_cast<std::uintptr_t>(&b[0]);
+}
+
+__global__ void stack_kernel(const float* in, float* out, int* misaligned) {
+    __syncthreads();  // the threads run as fibers from here
+    misaligned[threadIdx.x] = int(aligned_local_address() % 16);
+    out[threadIdx.x] = sqrtf(in[threadIdx.x]);
 }
 
 #define LAUNCH(kernel, grid, block, stream, ...)                                                              \
@@ -234,5 +253,63 @@ TEST_CASE("cuemu: allocation, freeing, synchronization and the legacy stream inv
     CHECK(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) == cudaErrorStreamCaptureUnsupported);
     (void)cudaGetLastError();
     cudaFree(d);
+    cudaStreamDestroy(s);
+}
+
+TEST_CASE("cuemu: fibers run on ABI-aligned stacks, and sqrtf of a negative is NaN as on a GPU") {
+    const int n = 64;
+    std::vector<float> in(n), out(n);
+    for (int i = 0; i < n; ++i) in[i] = i % 2 ? float(i) : -float(i + 1);
+    std::vector<int> misaligned(n, -1);
+    float* d_in = device_alloc<float>(n);
+    float* d_out = device_alloc<float>(n);
+    int* d_mis = device_alloc<int>(n);
+    REQUIRE(cudaMemcpy(d_in, in.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+    LAUNCH(stack_kernel, 1, n, nullptr, d_in, d_out, d_mis);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    REQUIRE(cudaMemcpy(out.data(), d_out, n * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+    REQUIRE(cudaMemcpy(misaligned.data(), d_mis, n * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (int i = 0; i < n; ++i) {
+        CHECK(misaligned[i] == 0);
+        if (i % 2) CHECK(out[i] == doctest::Approx(std::sqrt(float(i))));
+        else CHECK(std::isnan(out[i]));
+    }
+    cudaFree(d_in);
+    cudaFree(d_out);
+    cudaFree(d_mis);
+}
+
+TEST_CASE("cuemu: events time the work between them on the stream") {
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    cudaEvent_t a = nullptr, b = nullptr;
+    REQUIRE(cudaEventCreate(&a) == cudaSuccess);
+    REQUIRE(cudaEventCreate(&b) == cudaSuccess);
+    float ms = -1;
+    CHECK(cudaEventElapsedTime(&ms, a, b) == cudaErrorInvalidResourceHandle);  // not recorded yet
+    (void)cudaGetLastError();
+    REQUIRE(cudaEventRecord(a, s) == cudaSuccess);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // stands for work on the stream
+    REQUIRE(cudaEventRecord(b, s) == cudaSuccess);
+    REQUIRE(cudaEventSynchronize(b) == cudaSuccess);
+    REQUIRE(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
+    CHECK(ms >= 19.0f);
+    CHECK(ms < 2000.0f);
+    // Inside a capture an event record is a node: its time is taken at replay.
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    REQUIRE(cudaEventRecord(a, s) == cudaSuccess);
+    cudaGraph_t g = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &g) == cudaSuccess);
+    CHECK(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
+    CHECK(ms >= 19.0f);  // a still holds its first time
+    cudaGraphExec_t e = nullptr;
+    REQUIRE(cudaGraphInstantiate(&e, g) == cudaSuccess);
+    REQUIRE(cudaGraphLaunch(e, s) == cudaSuccess);
+    CHECK(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
+    CHECK(ms < 0.0f);  // a is now later than b
+    cudaGraphExecDestroy(e);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
     cudaStreamDestroy(s);
 }

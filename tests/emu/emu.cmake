@@ -28,11 +28,19 @@ if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
       list(APPEND emu_outputs ${emu_dir}/tests/${n}${e})
     endif()
   endforeach()
+  # cuda_bench too (a smoke run of it, below), when Google Benchmark is there.
+  set(emu_bench_sources ${PROJECT_SOURCE_DIR}/benchmarks/cuda_bench.cu ${PROJECT_SOURCE_DIR}/benchmarks/cuda_bench_util.hpp)
+  find_package(benchmark QUIET)
+  set(emu_bench_outputs "")
+  if(CUMULUS_BUILD_BENCHMARKS AND benchmark_FOUND)
+    set(emu_bench_outputs ${emu_dir}/benchmarks/cuda_bench.cpp ${emu_dir}/benchmarks/cuda_bench_util.hpp)
+  endif()
   set(rewrite ${CMAKE_CURRENT_LIST_DIR}/rewrite.py)
-  add_custom_command(OUTPUT ${emu_outputs}
+  add_custom_command(OUTPUT ${emu_outputs} ${emu_bench_outputs}
     COMMAND ${Python3_EXECUTABLE} ${rewrite} ${emu_dir} ${PROJECT_SOURCE_DIR}/kernels ${emu_kernels}
     COMMAND ${Python3_EXECUTABLE} ${rewrite} ${emu_dir}/tests ${CMAKE_CURRENT_LIST_DIR}/../cuda ${emu_tests}
-    DEPENDS ${rewrite} ${emu_kernels} ${emu_tests}
+    COMMAND ${Python3_EXECUTABLE} ${rewrite} ${emu_dir}/benchmarks ${PROJECT_SOURCE_DIR}/benchmarks ${emu_bench_sources}
+    DEPENDS ${rewrite} ${emu_kernels} ${emu_tests} ${emu_bench_sources}
     COMMENT "Rewriting the CUDA kernels' launches for the CPU emulation")
   add_custom_target(cuda_emu_sources DEPENDS ${emu_outputs})
 
@@ -50,6 +58,21 @@ if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES LABELS "cuda-emu" SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE} TIMEOUT 600)
   endforeach()
+  # The GPU benchmark program on the emulation: a few small cases of every
+  # benchmark family run, and tools/gpu-summary makes its table from their
+  # JSON, so neither meets a GPU untried. The times are the CPU's, and mean
+  # nothing.
+  if(emu_bench_outputs)
+    add_executable(cuda_emu_bench ${emu_dir}/benchmarks/cuda_bench.cpp)
+    add_dependencies(cuda_emu_bench cuda_emu_sources)
+    target_include_directories(cuda_emu_bench BEFORE PRIVATE ${emu_dir} ${CMAKE_CURRENT_LIST_DIR}/include)
+    target_compile_definitions(cuda_emu_bench PRIVATE __CUDACC__=1 CUMULUS_WITH_CUDA=1 CUMULUS_CUDA_EMULATION=1)
+    target_compile_options(cuda_emu_bench PRIVATE -include cuda_runtime.h -Wno-unknown-pragmas -Wno-sign-compare)
+    target_link_libraries(cuda_emu_bench PRIVATE cumulus::cumulus cumulus_dev_flags benchmark::benchmark)
+    add_test(NAME cuda_emu_bench COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/bench_test.py
+             $<TARGET_FILE:cuda_emu_bench> ${PROJECT_SOURCE_DIR}/tools/gpu-summary ${CMAKE_CURRENT_BINARY_DIR}/cuda_emu_bench.out)
+    set_tests_properties(cuda_emu_bench PROPERTIES LABELS "cuda-emu" TIMEOUT 300)
+  endif()
   # The emulation itself: barriers, shuffles, launch checks, capture and replay.
   cumulus_add_test(cuemu_test ${CMAKE_CURRENT_LIST_DIR}/cuemu_test.cpp LABELS cuda-emu cpu)
   target_include_directories(cuemu_test BEFORE PRIVATE ${CMAKE_CURRENT_LIST_DIR}/include)

@@ -3,6 +3,8 @@
 // signatures and error codes.
 #pragma once
 
+#include <chrono>
+
 #include "cuemu.hpp"
 
 inline const char* cudaGetErrorName(cudaError_t e) {
@@ -16,6 +18,7 @@ inline const char* cudaGetErrorName(cudaError_t e) {
         case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
         case cudaErrorNoDevice: return "cudaErrorNoDevice";
         case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+        case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
         case cudaErrorIllegalState: return "cudaErrorIllegalState";
         case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
         case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
@@ -32,6 +35,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
         case cudaErrorInvalidConfiguration: return "invalid configuration argument";
         case cudaErrorInvalidDevicePointer: return "invalid device pointer";
         case cudaErrorInvalidDevice: return "invalid device ordinal";
+        case cudaErrorInvalidResourceHandle: return "invalid resource handle";
         case cudaErrorLaunchFailure: return "unspecified launch failure (cuemu: see the message above)";
         case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
         case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
@@ -218,6 +222,42 @@ inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
         return ::cuemu::fail(cudaErrorInvalidValue);
     }
     *g = graph;
+    return cudaSuccess;
+}
+
+// ---------------------------------------------------------------- events
+
+struct cuemu_event {
+    std::chrono::steady_clock::time_point at{};
+    bool recorded = false;
+};
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+    if (!e) return ::cuemu::fail(cudaErrorInvalidValue);
+    *e = new cuemu_event();
+    return cudaSuccess;
+}
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    delete e;
+    return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
+    if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    return ::cuemu::submit(s, [e]() {
+        e->at = std::chrono::steady_clock::now();
+        e->recorded = true;
+    });
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    return cudaSuccess;  // the work before it is done; an event never recorded is complete, as on a GPU
+}
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+    if (!ms) return ::cuemu::fail(cudaErrorInvalidValue);
+    if (!start || !end || !start->recorded || !end->recorded) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
     return cudaSuccess;
 }
 

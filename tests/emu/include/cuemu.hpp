@@ -21,6 +21,9 @@
 //   a graph that cudaGraphLaunch replays; cudaMalloc, cudaFree, a
 //   synchronization and work for the legacy stream during capture fail with
 //   cudaErrorStreamCaptureUnsupported and invalidate the capture, as on a GPU.
+// - Events (for the benchmarks' timing) hold the host time at which their
+//   stream reached them; work runs at once, so the time between two is
+//   the time the work between them took on the CPU.
 // - One device, "cuemu", sm_90, 132 multiprocessors.
 #pragma once
 
@@ -100,6 +103,7 @@ enum cudaError_t {
     cudaErrorInvalidMemcpyDirection = 21,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
+    cudaErrorInvalidResourceHandle = 400,
     cudaErrorIllegalState = 401,
     cudaErrorLaunchFailure = 719,
     cudaErrorStreamCaptureUnsupported = 900,
@@ -130,7 +134,8 @@ struct GraphExec;
 using cudaStream_t = cuemu::Stream*;
 using cudaGraph_t = cuemu::Graph*;
 using cudaGraphExec_t = cuemu::GraphExec*;
-using cudaEvent_t = struct cuemu_event*;
+struct cuemu_event;
+using cudaEvent_t = cuemu_event*;
 
 struct cudaDeviceProp {
     char name[256];
@@ -203,7 +208,9 @@ struct Context {
 inline void make_context(Context& ctx, char* stack, std::size_t bytes, void (*entry)(void*), void* arg) {
     auto top = (reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t(15));
     auto* sp = reinterpret_cast<std::uint64_t*>(top);
-    *--sp = 0;                                                    // keeps the start 16-byte aligned
+    // cuemu_switch's ret pops this, leaving rsp = top (16-byte aligned) in
+    // cuemu_fiber_start, so that its call enters entry() with rsp + 8
+    // aligned, as the ABI promises every function.
     *--sp = reinterpret_cast<std::uint64_t>(&cuemu_fiber_start);  // where cuemu_switch returns to
     *--sp = 0;                                                    // rbp
     *--sp = 0;                                                    // rbx

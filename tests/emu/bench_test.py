@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""cuda_bench on the CUDA emulation, and tools/gpu-summary on its output.
+
+    bench_test.py CUDA_EMU_BENCH GPU_SUMMARY OUT_DIR
+
+Runs the small cases of every benchmark family of benchmarks/cuda_bench.cu
+(the GEMM at three MLP shapes, ours, cuBLAS's and each tile forced; the
+copy; softmax cross-entropy; the RMSprop update; not the MLP epoch, too
+slow here) as tools/gpu-check runs them, then the summary script on the
+JSON, and checks that every case ran without an error, that each product
+has one automatic tile, and that the summary has a row for each. The
+emulated times are the CPU's and are not looked at.
+"""
+import json
+import os
+import subprocess
+import sys
+
+bench, summary, out = sys.argv[1:4]
+os.makedirs(out, exist_ok=True)
+failures = []
+
+
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+        print("FAILED:", what)
+
+
+shapes = ["128/10/512/0/0", "512/10/128/1/0", "128/512/10/0/1"]  # the MLP's last layer, forward and backward
+labels = ["128x10x512", "512x10x128 At", "128x512x10 Bt"]
+expected = set()
+for s in shapes:
+    expected |= {f"BM_gemm_cumulus/{s}/manual_time", f"BM_gemm_cublas/{s}/manual_time"}
+    expected |= {f"BM_gemm_tile/{s}/{t}/manual_time" for t in (1, 2, 3)}
+expected |= {"BM_d2d_copy/manual_time", "BM_softmax_xent/128/10/manual_time", "BM_rmsprop_multi/0/manual_time"}
+pattern = "|".join(["BM_gemm_(cumulus|cublas|tile)/(" + "|".join(shapes) + ")/",
+                    "BM_d2d_copy", "BM_softmax_xent/128/10/", "BM_rmsprop_multi/0/"])
+json_path = os.path.join(out, "cuda_bench.json")
+if os.path.exists(json_path):
+    os.remove(json_path)
+run = subprocess.run([bench, "--benchmark_min_time=0.01", "--benchmark_format=json", "--benchmark_filter=" + pattern,
+                      "--benchmark_out=" + json_path, "--benchmark_out_format=json"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=240)
+check(run.returncode == 0, f"cuda_bench exited {run.returncode}: {run.stderr[-2000:]}")
+try:
+    benchmarks = json.load(open(json_path))["benchmarks"]
+except (OSError, ValueError, KeyError) as e:
+    benchmarks = []
+    check(False, f"no benchmark JSON in {json_path}: {e}")
+names = {b["name"] for b in benchmarks}
+check(names == expected, f"benchmarks run: missing {sorted(expected - names)}, unexpected {sorted(names - expected)}")
+for b in benchmarks:
+    check(not b.get("error_occurred"), f"{b['name']}: {b.get('error_message')}")
+    check(b.get("real_time", 0) > 0, f"{b['name']}: no time")
+for s, label in zip(shapes, labels):
+    tiles = [b.get("label", "") for b in benchmarks if b["name"].startswith(f"BM_gemm_tile/{s}/")]
+    check(sum(t.endswith(" auto") for t in tiles) == 1, f"{label}: one automatic tile among {tiles}")
+    check(all(t.startswith(label + " ") for t in tiles), f"{label}: tile labels {tiles}")
+
+table = subprocess.run([sys.executable, summary, out], capture_output=True, text=True, timeout=60)
+print(table.stdout)
+check(table.returncode == 0, f"gpu-summary exited {table.returncode}: {table.stderr[-2000:]}")
+rows = table.stdout
+for label in labels:
+    check(f"sgemm {label} " in rows, f"summary row for sgemm {label}")
+for row in ("softmax_xent 128x10 ", "rmsprop_multi mnist_mlp params ", "device-to-device copy: "):
+    check(row in rows, f"summary row '{row.strip()}'")
+check("benchmark error" not in rows, "no benchmark errors in the summary")
+print("cuda_emu_bench:", "FAILED" if failures else "passed", f"({len(benchmarks)} benchmarks)")
+sys.exit(1 if failures else 0)
