@@ -92,7 +92,7 @@ void BM_conv_cumulus(benchmark::State& state) {
     time_device(state, [&] {
         if (pass == 0) cuda::conv2d_forward(s, x.data(), w.data(), y.data());
         else if (pass == 1) cuda::conv2d_backward_data(s, dy.data(), w.data(), dx.data());
-        else cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws.data());
+        else cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws.data(), ws.numel());
     });
     state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
     state.SetLabel(conv_label(s, pass));

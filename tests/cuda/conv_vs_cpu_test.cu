@@ -9,6 +9,7 @@
 // for a few steps on the GPU as on the CPU.
 //
 // A plain main: exits 77 with the reason when there is no CUDA device.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -324,6 +325,29 @@ void test_training(Philox& rng) {
                 worst);
 }
 
+// A caller's workspace for the backward-filter partial sums is checked
+// against what the geometry needs.
+void test_filter_workspace() {
+    const auto s = cpu::conv_shape(100, 28, 28, 1, 5, 5, 32, 1, 1, cpu::Padding::Same);  // mnist_cnn's first conv
+    const std::int64_t need = cuda::conv2d_filter_workspace(s);
+    expect(need > 0, "the first mnist_cnn conv splits its backward-filter sum");
+    auto x = Tensor<float>::zeros(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
+    auto dy = Tensor<float>::zeros(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
+    auto dw = Tensor<float>::empty(Shape{s.kh, s.kw, s.c, s.oc}, Device::cuda(0));
+    auto ws = Tensor<float>::empty(Shape{need}, Device::cuda(0));
+    std::string err;
+    try {
+        cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws.data(), need - 1);
+    } catch (const std::exception& e) {
+        err = e.what();
+    }
+    expect(err.find("the workspace holds " + std::to_string(need - 1) + " elements") != std::string::npos,
+           "a short workspace is refused, got '" + err + "'");
+    cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws.data(), need);
+    const auto got = dw.to_vector();
+    expect(std::all_of(got.begin(), got.end(), [](float v) { return v == 0.0f; }), "zero data, zero filter gradient");
+}
+
 }  // namespace
 
 int main() {
@@ -333,6 +357,7 @@ int main() {
         test_conv(rng);
         test_pool(rng);
         test_training(rng);
+        test_filter_workspace();
         cuda::synchronize();
     } catch (const std::exception& e) {
         expect(false, std::string("exception: ") + e.what());

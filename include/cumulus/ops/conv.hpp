@@ -93,7 +93,7 @@ void conv2d_backward_filter(const ConvShape& s, const Tensor<T>& x, const Tensor
                 *workspace = Tensor<T>::empty(Shape{need}, x.device());
             ws = workspace->defined() ? workspace->data() : nullptr;
         }
-        cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws);
+        cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws, ws ? workspace->numel() : 0);
         return;
     }
 #else

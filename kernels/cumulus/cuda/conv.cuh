@@ -307,12 +307,12 @@ inline std::int64_t conv2d_filter_workspace(const cpu::ConvShape& s) {
 }
 
 // dw = dL/dw (HWIO) from x and dy, as cpu::conv2d_backward_filter. The
-// partial sums go to `workspace` (conv2d_filter_workspace(s) elements; a
-// launcher-owned scratch buffer when null, which a CUDA graph capture must
-// not use).
+// partial sums go to `workspace`, of `workspace_elems` elements (at least
+// conv2d_filter_workspace(s), checked); when it is null, to a
+// launcher-owned scratch buffer, which a CUDA graph capture must not use.
 template <typename T>
 void conv2d_backward_filter(const cpu::ConvShape& s, const T* x, const T* dy, T* dw, T* workspace = nullptr,
-                            cudaStream_t stream = current_stream()) {
+                            std::int64_t workspace_elems = 0, cudaStream_t stream = current_stream()) {
     conv_detail::check_geometry(s, "cuda::conv2d_backward_filter");
     const std::int64_t K = s.kernel_size() / s.oc, P = s.n * s.oh * s.ow, KO = s.kernel_size();
     const auto g = conv_detail::geometry(s);
@@ -324,6 +324,8 @@ void conv2d_backward_filter(const cpu::ConvShape& s, const T* x, const T* dy, T*
         conv_detail::implicit_gemm<T>(K, s.oc, P, a, b, dw, s.oc, Epilogue::None, nullptr, 1, 0, stream);
         return;
     }
+    CUMULUS_CHECK(!workspace || workspace_elems >= splits * KO, "cuda::conv2d_backward_filter: the workspace holds ",
+                  workspace_elems, " elements; this geometry needs ", splits * KO, " (conv2d_filter_workspace)");
     Scratch<T> own(workspace ? 0 : static_cast<std::size_t>(splits * KO));
     T* parts = workspace ? workspace : own.get();
     conv_detail::implicit_gemm<T>(K, s.oc, P, a, b, parts, s.oc, Epilogue::None, nullptr, splits, KO, stream);
