@@ -471,7 +471,8 @@ std::string no_match(const std::string& url) { return "No URLs matched: " + url;
 
 // The objects a gs:// URL without wildcards names: the object itself; else,
 // with `recursive`, every object under URL/ ("directory" placeholders
-// included). One metadata request (none for a URL ending in '/'), one listing.
+// included). One metadata request (none for a bucket or a URL ending in
+// '/'), and with `recursive` one listing.
 std::vector<io::FileInfo> expand_gs(gcs::Client& client, const std::string& url, bool recursive) {
     const auto u = gcs::parse_gs_url(url);
     std::string prefix = u.object;

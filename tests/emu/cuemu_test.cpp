@@ -83,7 +83,7 @@ __attribute__((noinline)) std::uintptr_t aligned_local_address() {
 }
 
 __global__ void stack_kernel(const float* in, float* out, int* misaligned) {
-    __syncthreads();  // the threads run as fibers from here
+    __syncthreads();  // keeps every launch of it on fibers
     misaligned[threadIdx.x] = int(aligned_local_address() % 16);
     out[threadIdx.x] = sqrtf(in[threadIdx.x]);
 }
@@ -295,20 +295,6 @@ TEST_CASE("cuemu: events time the work between them on the stream") {
     REQUIRE(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
     CHECK(ms >= 19.0f);
     CHECK(ms < 2000.0f);
-    // Inside a capture an event record is a node: its time is taken at replay.
-    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-    REQUIRE(cudaEventRecord(a, s) == cudaSuccess);
-    cudaGraph_t g = nullptr;
-    REQUIRE(cudaStreamEndCapture(s, &g) == cudaSuccess);
-    CHECK(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
-    CHECK(ms >= 19.0f);  // a still holds its first time
-    cudaGraphExec_t e = nullptr;
-    REQUIRE(cudaGraphInstantiate(&e, g) == cudaSuccess);
-    REQUIRE(cudaGraphLaunch(e, s) == cudaSuccess);
-    CHECK(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);
-    CHECK(ms < 0.0f);  // a is now later than b
-    cudaGraphExecDestroy(e);
-    cudaGraphDestroy(g);
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     cudaStreamDestroy(s);

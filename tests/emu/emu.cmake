@@ -42,7 +42,7 @@ if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
     COMMAND ${Python3_EXECUTABLE} ${rewrite} ${emu_dir}/benchmarks ${PROJECT_SOURCE_DIR}/benchmarks ${emu_bench_sources}
     DEPENDS ${rewrite} ${emu_kernels} ${emu_tests} ${emu_bench_sources}
     COMMENT "Rewriting the CUDA kernels' launches for the CPU emulation")
-  add_custom_target(cuda_emu_sources DEPENDS ${emu_outputs})
+  add_custom_target(cuda_emu_sources DEPENDS ${emu_outputs} ${emu_bench_outputs})
 
   foreach(t runtime_test allocator_test ops_vs_cpu_test training_test conv_vs_cpu_test)
     set(name cuda_emu_${t})

@@ -231,7 +231,7 @@ struct cuemu_event {
     std::chrono::steady_clock::time_point at{};
     bool recorded = false;
 };
-inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {  // the flags change nothing here
     if (!e) return ::cuemu::fail(cudaErrorInvalidValue);
     *e = new cuemu_event();
     return cudaSuccess;
@@ -244,6 +244,10 @@ inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    // On a capturing stream a plain record only orders streams (a graph node
+    // takes cudaEventRecordExternal), which in-order execution here gives:
+    // nothing is recorded.
+    if (s && s->capture) return cudaSuccess;
     return ::cuemu::submit(s, [e]() {
         e->at = std::chrono::steady_clock::now();
         e->recorded = true;
