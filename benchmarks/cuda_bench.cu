@@ -83,7 +83,7 @@ void BM_gemm_cumulus(benchmark::State& state) {
     });
     o.counters(state);
 }
-BENCHMARK(BM_gemm_cumulus)->Apply(gemm_args);
+CUDA_BENCHMARK(BM_gemm_cumulus)->Apply(gemm_args);
 
 // Which tile the automatic choice (cuda::gemm_auto_tile) should take: every
 // tile at every product; the label names the tile and marks the automatic one.
@@ -99,7 +99,7 @@ void BM_gemm_tile(benchmark::State& state) {
     const bool is_auto = tile == cuda::gemm_auto_tile(o.M, o.N);
     state.SetLabel(o.label() + " " + cuda::gemm_tile_name(tile) + (is_auto ? " auto" : ""));
 }
-BENCHMARK(BM_gemm_tile)->Apply(gemm_tile_args);
+CUDA_BENCHMARK(BM_gemm_tile)->Apply(gemm_tile_args);
 
 void BM_gemm_cublas(benchmark::State& state) {
     if (!have_device(state)) return;
@@ -121,7 +121,7 @@ void BM_gemm_cublas(benchmark::State& state) {
     cublasDestroy(h);
     o.counters(state);
 }
-BENCHMARK(BM_gemm_cublas)->Apply(gemm_args);
+CUDA_BENCHMARK(BM_gemm_cublas)->Apply(gemm_args);
 
 // ---- bandwidth: the floor for the memory-bound kernels
 
@@ -142,7 +142,7 @@ void BM_d2d_copy(benchmark::State& state) {
     });
     set_bandwidth(state, 2.0 * double(a.nbytes()));  // read + write
 }
-BENCHMARK(BM_d2d_copy)->UseManualTime()->Unit(benchmark::kMicrosecond);
+CUDA_BENCHMARK(BM_d2d_copy)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // rows x cols logits; reads logits + labels, writes the gradient.
 void BM_softmax_xent(benchmark::State& state) {
@@ -162,7 +162,7 @@ void BM_softmax_xent(benchmark::State& state) {
     set_bandwidth(state, double(rows * cols) * 8.0 + double(rows) * 4.0);
     state.SetLabel(std::to_string(rows) + "x" + std::to_string(cols));
 }
-BENCHMARK(BM_softmax_xent)->Args({128, 10})->Args({65536, 10})->Args({8192, 1000})->UseManualTime()->Unit(benchmark::kMicrosecond);
+CUDA_BENCHMARK(BM_softmax_xent)->Args({128, 10})->Args({65536, 10})->Args({8192, 1000})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // The MLP's parameters (669,706) or a large set: RMSprop reads w, g, ms and writes w, ms.
 void BM_rmsprop_multi(benchmark::State& state) {
@@ -185,7 +185,7 @@ void BM_rmsprop_multi(benchmark::State& state) {
     set_bandwidth(state, elems * 4.0 * 5.0);
     state.SetLabel(state.range(0) == 0 ? "mnist_mlp params" : "68M params");
 }
-BENCHMARK(BM_rmsprop_multi)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond);
+CUDA_BENCHMARK(BM_rmsprop_multi)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // ---- one epoch of the Keras mnist_mlp model (60000 x 784, batch 128)
 
@@ -221,7 +221,7 @@ void BM_mlp_epoch(benchmark::State& state) {
     }
     state.SetLabel(graph ? "cuda graph" : "no graph");
 }
-BENCHMARK(BM_mlp_epoch)->Arg(1)->Arg(0)->Iterations(5)->UseRealTime()->Unit(benchmark::kMillisecond);
+CUDA_BENCHMARK(BM_mlp_epoch)->Arg(1)->Arg(0)->Iterations(5)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -1,8 +1,10 @@
-// What the CUDA benchmark programs share: the device check, random device
-// data, and event timing of kReps launches after a warm-up.
+// What the CUDA benchmark programs share: the registration that turns an
+// error into a failed benchmark, the device check, random device data, and
+// event timing of kReps launches after a warm-up.
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,27 @@
 namespace cuda_bench {
 
 inline constexpr int kReps = 20;
+
+// Runs one benchmark. An exception (a CUDA, cuBLAS or cuDNN error, which the
+// checks throw) marks this benchmark failed with its message, as
+// SkipWithError does, instead of ending the program: the benchmarks after it
+// still run and the JSON is complete, so one failing case costs a GPU run
+// one figure, not all of them.
+template <void (*Fn)(benchmark::State&)>
+void guarded(benchmark::State& state) {
+    try {
+        Fn(state);
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
+}  // namespace cuda_bench
+
+// BENCHMARK(fn), through cuda_bench::guarded, under fn's own name.
+#define CUDA_BENCHMARK(fn) BENCHMARK(::cuda_bench::guarded<fn>)->Name(#fn)
+
+namespace cuda_bench {
 
 // False (and the benchmark marked as failed, with the reason) when there is no usable device.
 inline bool have_device(benchmark::State& state) {

@@ -97,7 +97,7 @@ void BM_conv_cumulus(benchmark::State& state) {
     state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
     state.SetLabel(conv_label(s, pass));
 }
-BENCHMARK(BM_conv_cumulus)->Apply(conv_args);
+CUDA_BENCHMARK(BM_conv_cumulus)->Apply(conv_args);
 
 struct CudnnConv {
     cudnnHandle_t h{};
@@ -196,7 +196,7 @@ void BM_conv_cudnn(benchmark::State& state) {
     state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
     state.SetLabel(conv_label(s, pass) + " (algo " + algo + ")");
 }
-BENCHMARK(BM_conv_cudnn)->Apply(conv_args);
+CUDA_BENCHMARK(BM_conv_cudnn)->Apply(conv_args);
 
 // ---- 2x2 max pooling after the three convolutions; args: shape, pass (0 fwd, 1 bwd)
 
@@ -231,7 +231,7 @@ void BM_pool_cumulus(benchmark::State& state) {
     });
     state.SetLabel(pool_label(s, pass));
 }
-BENCHMARK(BM_pool_cumulus)->Apply(pool_args);
+CUDA_BENCHMARK(BM_pool_cumulus)->Apply(pool_args);
 
 void BM_pool_cudnn(benchmark::State& state) {
     if (!have_device(state)) return;
@@ -264,7 +264,7 @@ void BM_pool_cudnn(benchmark::State& state) {
     cudnnDestroy(h);
     state.SetLabel(pool_label(s, pass));
 }
-BENCHMARK(BM_pool_cudnn)->Apply(pool_args);
+CUDA_BENCHMARK(BM_pool_cudnn)->Apply(pool_args);
 
 // ---- one epoch of the mnist_cnn model (60000 x 28x28x1, batch 100, Adam)
 
@@ -302,7 +302,7 @@ void BM_cnn_epoch(benchmark::State& state) {
     }
     state.SetLabel("mnist_cnn, batch 100");
 }
-BENCHMARK(BM_cnn_epoch)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+CUDA_BENCHMARK(BM_cnn_epoch)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
