@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <cmath>
 #include <cstdint>
 #include <thread>
@@ -86,6 +88,23 @@ __global__ void stack_kernel(const float* in, float* out, int* misaligned) {
     __syncthreads();  // keeps every launch of it on fibers
     misaligned[threadIdx.x] = int(aligned_local_address() % 16);
     out[threadIdx.x] = sqrtf(in[threadIdx.x]);
+}
+
+// Which thread of which block ran when: a counter every thread bumps, before
+// and after a barrier (racy on a GPU; in turn here, so it shows the order).
+__global__ void order_kernel(int* before, int* after, int* counter, bool sync) {
+    const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    before[i] = (*counter)++;
+    if (sync) __syncthreads();
+    after[i] = (*counter)++;
+}
+
+// Thread 0 writes a shared value that the others read with no barrier
+// between: a race, whose outcome the emulation's order decides.
+__global__ void racy_broadcast_kernel(int* out) {
+    __shared__ int value;
+    if (threadIdx.x == 0) value = 42;
+    out[threadIdx.x] = value;
 }
 
 #define LAUNCH(kernel, grid, block, stream, ...)                                                              \
@@ -298,4 +317,72 @@ TEST_CASE("cuemu: events time the work between them on the stream") {
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     cudaStreamDestroy(s);
+}
+
+TEST_CASE("cuemu: threads and blocks run in the order CUEMU_THREAD_ORDER names, so that a race fails in one") {
+    const char* env = std::getenv("CUEMU_THREAD_ORDER");
+    const bool reverse = env && std::string(env) == "reverse";
+    CHECK(::cuemu::reverse_order() == reverse);
+    const int blocks = 2, threads = 4, n = blocks * threads;
+    int* d_before = device_alloc<int>(n);
+    int* d_after = device_alloc<int>(n);
+    int* d_counter = device_alloc<int>(1);
+    for (bool sync : {false, true}) {  // plain calls, then fibers
+        CAPTURE(sync);
+        REQUIRE(cudaMemset(d_counter, 0, sizeof(int)) == cudaSuccess);
+        if (sync) LAUNCH(order_kernel, blocks, threads, nullptr, d_before, d_after, d_counter, true);
+        else LAUNCH(order_kernel, blocks, threads, nullptr, d_before, d_after, d_counter, false);
+        REQUIRE(cudaGetLastError() == cudaSuccess);
+        std::vector<int> before(n), after(n);
+        REQUIRE(cudaMemcpy(before.data(), d_before, n * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+        REQUIRE(cudaMemcpy(after.data(), d_after, n * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+        for (int b = 0; b < blocks; ++b)
+            for (int t = 0; t < threads; ++t) {
+                const int i = b * threads + t;
+                const int rank_b = reverse ? blocks - 1 - b : b, rank_t = reverse ? threads - 1 - t : t;
+                const int first = rank_b * 2 * threads;  // counts of the blocks that ran before
+                if (sync) {
+                    // Every thread of the block passes the barrier before any runs on.
+                    CHECK(before[i] == first + rank_t);
+                    CHECK(after[i] == first + threads + rank_t);
+                } else {
+                    CHECK(before[i] == first + 2 * rank_t);
+                    CHECK(after[i] == first + 2 * rank_t + 1);
+                }
+            }
+    }
+    int* d_out = device_alloc<int>(32);
+    LAUNCH(racy_broadcast_kernel, 1, 32, nullptr, d_out);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    std::vector<int> out(32);
+    REQUIRE(cudaMemcpy(out.data(), d_out, sizeof(int) * 32, cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(out[0] == 42);
+    if (reverse) CHECK(out[1] != 42);  // read before thread 0 wrote (the static starts at 0)
+    else CHECK(out[31] == 42);          // forward order hides the race
+    cudaFree(d_before);
+    cudaFree(d_after);
+    cudaFree(d_counter);
+    cudaFree(d_out);
+}
+
+TEST_CASE("cuemu: under AddressSanitizer, memory past a tensor's end in its cached block is out of bounds") {
+#ifdef CUEMU_ASAN
+    char* d = device_alloc<char>(512);
+    cuemuSetUsable(d, 100, 512);  // as the caching allocator does for a 100-byte tensor
+    CHECK(!__asan_address_is_poisoned(d));
+    CHECK(!__asan_address_is_poisoned(d + 99));
+    CHECK(__asan_address_is_poisoned(d + 100));
+    CHECK(__asan_address_is_poisoned(d + 511));
+    cuemuSetUsable(d, 0, 512);  // back in the cache
+    CHECK(__asan_address_is_poisoned(d));
+    cuemuSetUsable(d, 512, 512);
+    CHECK(!__asan_address_is_poisoned(d + 511));
+    char* odd = device_alloc<char>(13);  // cudaMalloc's own rounding (to 256) is out of bounds too
+    CHECK(!__asan_address_is_poisoned(odd + 12));
+    CHECK(__asan_address_is_poisoned(odd + 13));
+    cudaFree(d);
+    cudaFree(odd);
+#else
+    MESSAGE("not built with AddressSanitizer: nothing to check here (tools/test's build-asan/ checks it)");
+#endif
 }

@@ -6,10 +6,16 @@
 # substitute for tools/gpu-check (no real concurrency, memory model, timing
 # or compute-sanitizer), but logic errors, out-of-tile indexing, missing or
 # divergent barriers and capture mistakes fail here. Label cuda-emu.
-# Not in a sanitized build (the fibers switch stacks behind ASan's back).
+# In a sanitized build (tools/test's build-asan/) the same tests run under
+# AddressSanitizer + UBSan, which the emulation tells of its fiber switches
+# and of the caching allocator's block ends: a kernel that reads or writes
+# out of bounds, or a misaligned vector access, fails there, as under
+# compute-sanitizer's memcheck. There they also run with their threads
+# (and blocks) in reverse order (CUEMU_THREAD_ORDER), so that a missing
+# barrier fails in one of the two builds whichever thread writes first.
 option(CUMULUS_CUDA_EMULATION "Build and run the CUDA tests on the CPU emulation of CUDA (tests/emu)" ON)
 find_package(Python3 COMPONENTS Interpreter QUIET)
-if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
+if(CUMULUS_CUDA_EMULATION AND Python3_Interpreter_FOUND
    AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   set(emu_dir ${CMAKE_CURRENT_BINARY_DIR}/emu-src)
   file(GLOB emu_kernels CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cumulus/cuda/*.cuh)
@@ -57,6 +63,11 @@ if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
     target_link_libraries(${name} PRIVATE cumulus::cumulus cumulus_dev_flags cumulus_test_flags)
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES LABELS "cuda-emu" SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE} TIMEOUT 600)
+    if(CUMULUS_SANITIZE)
+      set_tests_properties(${name} PROPERTIES ENVIRONMENT CUEMU_THREAD_ORDER=reverse)
+      # The emulated kernels at -O0 under ASan run the tests ~20x slower than Release.
+      target_compile_options(${name} PRIVATE -O1)
+    endif()
   endforeach()
   # The GPU benchmark program on the emulation: a few small cases of every
   # benchmark family run, and tools/gpu-summary makes its table from their
@@ -77,6 +88,9 @@ if(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE AND Python3_Interpreter_FOUND
   cumulus_add_test(cuemu_test ${CMAKE_CURRENT_LIST_DIR}/cuemu_test.cpp LABELS cuda-emu cpu)
   target_include_directories(cuemu_test BEFORE PRIVATE ${CMAKE_CURRENT_LIST_DIR}/include)
   target_compile_options(cuemu_test PRIVATE -Wno-unknown-pragmas -Wno-sign-compare)
-elseif(CUMULUS_CUDA_EMULATION AND NOT CUMULUS_SANITIZE)
+  if(CUMULUS_SANITIZE)
+    set_tests_properties(cuemu_test PROPERTIES ENVIRONMENT CUEMU_THREAD_ORDER=reverse)
+  endif()
+elseif(CUMULUS_CUDA_EMULATION)
   message(STATUS "cumulus: the CUDA tests on the CPU emulation (cuda-emu) need python3 and g++ or clang++; not built")
 endif()

@@ -256,6 +256,9 @@ public:
         }
         live_[p] = Block{size, device, ++next_id_};
         stats_.bytes_in_use += size;
+#ifdef CUMULUS_CUDA_EMULATION
+        cuemuSetUsable(p, bytes, size);  // tests/emu: past `bytes` is out of bounds
+#endif
         return p;
     }
 
@@ -273,6 +276,9 @@ public:
         stats_.bytes_in_use -= b.size;
         stats_.bytes_cached += b.size;
         free_[{b.device, b.size}].push_back(p);
+#ifdef CUMULUS_CUDA_EMULATION
+        cuemuSetUsable(p, 0, b.size);  // tests/emu: a cached block is out of bounds
+#endif
     }
 
     // Returns every cached block of `device` (all devices when -1) to the driver.

@@ -111,6 +111,9 @@ inline cudaError_t cudaMalloc(void** p, std::size_t n) {
     void* q = std::aligned_alloc(256, rounded);
     if (!q) return ::cuemu::fail(cudaErrorMemoryAllocation);
     std::memset(q, 0xff, rounded);  // NaN in every float: unwritten outputs show
+#ifdef CUEMU_ASAN
+    ASAN_POISON_MEMORY_REGION(static_cast<char*>(q) + n, rounded - n);  // past the end, for AddressSanitizer
+#endif
     auto& m = ::cuemu::Memory::get();
     {
         std::lock_guard<std::mutex> lock(m.mu);
@@ -137,6 +140,22 @@ inline cudaError_t cudaFree(void* p) {
     }
     std::free(p);
     return cudaSuccess;
+}
+
+// Not CUDA: a caching allocator (kernels/cumulus/cuda/runtime.cuh) tells
+// the emulation that only the first `usable` bytes of its `bytes`-byte block
+// at p are in use (0 while the block waits in its cache). Under
+// AddressSanitizer the rest is poisoned, so that a kernel or copy that
+// reads or writes past the end of a tensor, or into a freed one, is
+// reported where it happens, as compute-sanitizer's memcheck would; the
+// cache's rounding of sizes would hide it otherwise. Without ASan, nothing.
+inline void cuemuSetUsable([[maybe_unused]] void* p, [[maybe_unused]] std::size_t usable,
+                           [[maybe_unused]] std::size_t bytes) {
+#ifdef CUEMU_ASAN
+    if (!p || usable > bytes) return;
+    ASAN_UNPOISON_MEMORY_REGION(p, usable);
+    ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + usable, bytes - usable);
+#endif
 }
 
 namespace cuemu {
@@ -182,13 +201,34 @@ inline cudaError_t cudaMemset(void* p, int value, std::size_t n) {
 
 // ---------------------------------------------------------------- streams
 
+namespace cuemu {
+// Every stream not yet destroyed. A stream a program never destroys (as
+// cumulus' library streams) stays reachable from here after static
+// destructors have run, as the driver keeps it: no leak for LeakSanitizer.
+struct LiveStreams {
+    std::mutex mu;
+    std::vector<Stream*> streams;
+};
+inline LiveStreams& live_streams() {
+    static auto* v = new LiveStreams();  // never destroyed
+    return *v;
+}
+}  // namespace cuemu
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
     if (!s) return ::cuemu::fail(cudaErrorInvalidValue);
     *s = new ::cuemu::Stream();
+    auto& live = ::cuemu::live_streams();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.streams.push_back(*s);
     return cudaSuccess;
 }
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    {
+        auto& live = ::cuemu::live_streams();
+        std::lock_guard<std::mutex> lock(live.mu);
+        live.streams.erase(std::remove(live.streams.begin(), live.streams.end(), s), live.streams.end());
+    }
     delete s;
     return cudaSuccess;
 }

@@ -5,6 +5,9 @@
 //
 // - Kernels: every block runs in turn; its threads are fibers on
 //   one OS thread, switched at __syncthreads() / __syncwarp() / shuffles.
+//   Between barriers the threads run in turn, thread 0 first, or the last
+//   first with CUEMU_THREAD_ORDER=reverse (blocks too), so that a race
+//   between two threads fails in one order or the other.
 //   A barrier that not every live thread of the block (or warp) reaches is a
 //   deadlock, reported with the kernel's name. A kernel that has never
 //   reached a barrier runs its threads as plain calls (fast path); should it
@@ -203,6 +206,8 @@ cuemu_fiber_start:
 namespace cuemu {
 struct Context {
     void* sp = nullptr;
+    const void* stack_bottom = nullptr;  // for AddressSanitizer (see switch_context)
+    std::size_t stack_bytes = 0;
 };
 // Prepares ctx to run entry(arg) on the stack [stack, stack + bytes) when switched to.
 inline void make_context(Context& ctx, char* stack, std::size_t bytes, void (*entry)(void*), void* arg) {
@@ -220,13 +225,17 @@ inline void make_context(Context& ctx, char* stack, std::size_t bytes, void (*en
     *--sp = 0;                                                    // r15
     *--sp = 0x037Full << 32 | 0x1F80ull;                          // MXCSR, x87 control word: the defaults
     ctx.sp = sp;
+    ctx.stack_bottom = stack;
+    ctx.stack_bytes = bytes;
 }
-inline void switch_context(Context& from, Context& to) { cuemu_switch(&from.sp, to.sp); }
+inline void raw_switch(Context& from, Context& to) { cuemu_switch(&from.sp, to.sp); }
 }  // namespace cuemu
 #else
 namespace cuemu {
 struct Context {
     ucontext_t uc;
+    const void* stack_bottom = nullptr;  // for AddressSanitizer (see switch_context)
+    std::size_t stack_bytes = 0;
 };
 inline void ucontext_entry(unsigned lo, unsigned hi, unsigned elo, unsigned ehi) {
     auto* arg = reinterpret_cast<void*>((std::uintptr_t(hi) << 32) | lo);
@@ -241,10 +250,58 @@ inline void make_context(Context& ctx, char* stack, std::size_t bytes, void (*en
     const auto a = reinterpret_cast<std::uintptr_t>(arg), e = reinterpret_cast<std::uintptr_t>(entry);
     makecontext(&ctx.uc, reinterpret_cast<void (*)()>(ucontext_entry), 4, unsigned(a), unsigned(a >> 32), unsigned(e),
                 unsigned(e >> 32));
+    ctx.stack_bottom = stack;
+    ctx.stack_bytes = bytes;
 }
-inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+inline void raw_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
 }  // namespace cuemu
 #endif
+
+// Under AddressSanitizer the switches are announced to it, as its fiber
+// interface asks (sanitizer/common_interface_defs.h), so that it knows
+// which stack is in use; a fiber stack is unpoisoned before it is reused.
+// The scheduler's stack is the OS thread's: its bounds are what ASan says
+// a fiber came from when it first starts (note_fiber_start).
+#if defined(__SANITIZE_ADDRESS__)
+#define CUEMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CUEMU_ASAN 1
+#endif
+#endif
+#ifdef CUEMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+namespace cuemu {
+// Switches from the running context to `to`; `from_ends` when the running
+// fiber never resumes (its frames are then forgotten).
+inline void switch_context(Context& from, Context& to, bool from_ends = false) {
+#ifdef CUEMU_ASAN
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(from_ends ? nullptr : &fake_stack, to.stack_bottom, to.stack_bytes);
+    raw_switch(from, to);
+    __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#else
+    (void)from_ends;
+    raw_switch(from, to);
+#endif
+}
+// Called first thing on a new fiber: completes the switch that started it
+// and learns the bounds of the stack it came from (the scheduler's).
+inline void note_fiber_start([[maybe_unused]] Context& came_from) {
+#ifdef CUEMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &came_from.stack_bottom, &came_from.stack_bytes);
+#endif
+}
+// Before a stack is used for a new fiber: frames of a fiber that ended
+// without returning (every fiber does) leave poisoned redzones behind.
+inline void forget_stack([[maybe_unused]] char* stack, [[maybe_unused]] std::size_t bytes) {
+#ifdef CUEMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(stack, bytes);
+#endif
+}
+}  // namespace cuemu
 
 namespace cuemu {
 
@@ -384,6 +441,7 @@ inline ThreadState& state() {
 
 [[noreturn]] inline void fiber_entry(void* arg) {
     auto* run = static_cast<BlockRun*>(arg);
+    note_fiber_start(run->scheduler);
     try {
         (*run->body)();
     } catch (...) {
@@ -392,7 +450,7 @@ inline ThreadState& state() {
     Fiber* f = run->current;
     f->done = true;
     f->wait = Wait::none;
-    switch_context(f->ctx, run->scheduler);  // never resumed
+    switch_context(f->ctx, run->scheduler, /*from_ends=*/true);  // never resumed
     std::abort();
 }
 
@@ -416,6 +474,22 @@ inline void wait_at(Wait w, std::uint64_t value = 0, const char* file = "", int 
 
 inline constexpr std::size_t kStackBytes = 256 * 1024;
 
+// The order in which threads run between two barriers, and blocks in a grid:
+// CUEMU_THREAD_ORDER=forward (the default: thread 0 first) or reverse. A
+// thread that reads shared (or global) memory another thread of its phase
+// writes, with no barrier between them, sees the write in one order and
+// not in the other; running the tests in both orders makes such a race a
+// failure whichever thread's index is the lower.
+inline bool reverse_order() {
+    static const bool reverse = [] {
+        const char* e = std::getenv("CUEMU_THREAD_ORDER");
+        if (!e || !*e || std::strcmp(e, "forward") == 0) return false;
+        if (std::strcmp(e, "reverse") == 0) return true;
+        abort_with(std::string("CUEMU_THREAD_ORDER is '") + e + "'; expected forward or reverse");
+    }();
+    return reverse;
+}
+
 // Runs one block with every thread a fiber; throws on a deadlock.
 inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
     ThreadState& ts = state();
@@ -428,11 +502,14 @@ inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
         Fiber& f = run.fibers[t];
         f.linear = t;
         f.thread_idx = {t % bd.x, (t / bd.x) % bd.y, t / (bd.x * bd.y)};
+        forget_stack(stacks[t].get(), kStackBytes);
         make_context(f.ctx, stacks[t].get(), kStackBytes, fiber_entry, &run);
     }
     std::vector<char> runnable(nthreads, 1);
+    const bool reverse = reverse_order();
     for (;;) {
-        for (unsigned t = 0; t < nthreads; ++t) {
+        for (unsigned i = 0; i < nthreads; ++i) {
+            const unsigned t = reverse ? nthreads - 1 - i : i;
             Fiber& f = run.fibers[t];
             if (f.done || !runnable[t]) continue;
             run.current = &f;
@@ -534,10 +611,13 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
     ts.grid_dim = c.grid;
     ts.block_dim = c.block;
     const unsigned nthreads = c.block.x * c.block.y * c.block.z;
+    const bool reverse = reverse_order();
     try {
-        for (unsigned bz = 0; bz < c.grid.z; ++bz)
-            for (unsigned by = 0; by < c.grid.y; ++by)
-                for (unsigned bx = 0; bx < c.grid.x; ++bx) {
+        for (unsigned bz0 = 0; bz0 < c.grid.z; ++bz0)
+            for (unsigned by0 = 0; by0 < c.grid.y; ++by0)
+                for (unsigned bx0 = 0; bx0 < c.grid.x; ++bx0) {
+                    const unsigned bz = reverse ? c.grid.z - 1 - bz0 : bz0, by = reverse ? c.grid.y - 1 - by0 : by0,
+                                   bx = reverse ? c.grid.x - 1 - bx0 : bx0;
                     ts.block_idx = {bx, by, bz};
                     if (info.needs_fibers) {
                         run.fibers_mode = true;
@@ -546,7 +626,8 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
                         continue;
                     }
                     run.fibers_mode = false;
-                    for (unsigned t = 0; t < nthreads; ++t) {
+                    for (unsigned i = 0; i < nthreads; ++i) {
+                        const unsigned t = reverse ? nthreads - 1 - i : i;
                         ts.thread_idx = {t % c.block.x, (t / c.block.x) % c.block.y, t / (c.block.x * c.block.y)};
                         body();
                     }
