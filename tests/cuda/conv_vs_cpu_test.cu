@@ -348,6 +348,37 @@ void test_filter_workspace() {
     expect(std::all_of(got.begin(), got.end(), [](float v) { return v == 0.0f; }), "zero data, zero filter gradient");
 }
 
+// More output-row tiles than a grid's y dimension holds (65535 of 128 rows):
+// the implicit GEMM puts its tiles on grid.x. A 1x1 convolution of 4 images
+// of 1460 x 1460 is an 8.5M x 1 product. Not on the emulation (66,613
+// blocks of 256 fibers: too slow there), where the same tile arithmetic runs
+// in every multi-tile case of test_conv.
+void test_many_row_tiles(Philox& rng) {
+#ifndef CUMULUS_CUDA_EMULATION
+    const auto s = cpu::conv_shape(4, 1460, 1460, 1, 1, 1, 1, 1, 1, cpu::Padding::Valid);
+    const auto x = cuda_test::random_floats(s.in_size(), rng);
+    const auto w = cuda_test::random_floats(s.kernel_size(), rng);
+    const auto bias = cuda_test::random_floats(s.oc, rng);
+    auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
+    auto gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, w);
+    auto gb = cuda_test::to_device(Shape{s.oc}, bias);
+    auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
+    std::vector<float> want(static_cast<std::size_t>(s.out_size()));
+    cpu::conv2d_forward_ref(s, x.data(), w.data(), bias.data(), want.data(), false);
+    cuda_test::poison(gy);
+    ops::conv2d_forward(s, gx, gw, gy, Epilogue::Bias, &gb);
+    check_close(gy.to_vector(), want, 1e-5, "conv2d_forward with 66,613 row tiles (4x1460x1460x1, 1x1x1x1)");
+    auto gdx = Tensor<float>::empty(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
+    std::vector<float> want_dx(static_cast<std::size_t>(s.in_size()));
+    cpu::conv2d_backward_data_ref(s, x.data(), w.data(), want_dx.data());  // x stands for dy (same shape)
+    cuda_test::poison(gdx);
+    ops::conv2d_backward_data(s, gx, gw, gdx);
+    check_close(gdx.to_vector(), want_dx, 1e-5, "conv2d_backward_data with 66,613 row tiles");
+#else
+    (void)rng;
+#endif
+}
+
 }  // namespace
 
 int main() {
@@ -358,6 +389,7 @@ int main() {
         test_pool(rng);
         test_training(rng);
         test_filter_workspace();
+        test_many_row_tiles(rng);
         cuda::synchronize();
     } catch (const std::exception& e) {
         expect(false, std::string("exception: ") + e.what());

@@ -136,7 +136,9 @@ __global__ void __launch_bounds__(Cfg::kThreads)
 
     const int tid = threadIdx.x;
     const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-    const std::int64_t m0 = std::int64_t(blockIdx.y) * BM, n0 = std::int64_t(blockIdx.x) * BN;
+    // Output tiles in row-major order on grid.x (no 65535-tile limit on M), splits on grid.z.
+    const std::int64_t n_tiles = (N + BN - 1) / BN, tile = blockIdx.x;
+    const std::int64_t m0 = tile / n_tiles * BM, n0 = tile % n_tiles * BN;
     const std::int64_t kb = std::int64_t(blockIdx.z) * k_split;
     const std::int64_t ke = kb + k_split < K ? kb + k_split : K;
     T* out = C + std::int64_t(blockIdx.z) * split_stride;
@@ -234,10 +236,11 @@ void implicit_gemm(std::int64_t M, std::int64_t N, std::int64_t K, GA ga, GB gb,
     const std::int64_t k_split = ceil_div(K, splits);
     auto launch = [&](auto cfg) {
         using Cfg = decltype(cfg);
-        const std::int64_t gx = ceil_div(N, Cfg::BN), gy = ceil_div(M, Cfg::BM);
-        CUMULUS_CHECK(gx <= std::numeric_limits<int>::max() && gy <= 65535 && splits <= 65535, "conv2d: a ", M, " x ",
-                      N, " product is too large for one launch");
-        const dim3 grid{static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(splits)};
+        const std::int64_t tiles = ceil_div(N, Cfg::BN) * ceil_div(M, Cfg::BM);
+        CUMULUS_CHECK(tiles <= std::numeric_limits<int>::max() && splits <= 65535, "conv2d: a ", M, " x ", N,
+                      " product in ", splits, " K splits is too large for one launch (", tiles, " tiles of ", Cfg::BM,
+                      " x ", Cfg::BN, "; at most 2^31 - 1 tiles and 65535 splits)");
+        const dim3 grid{static_cast<unsigned>(tiles), 1, static_cast<unsigned>(splits)};
         implicit_gemm_kernel<Cfg, T, GA, GB><<<grid, Cfg::kThreads, 0, stream>>>(M, N, K, k_split, ga, gb, C, ldc,
                                                                                  split_stride, int(epi), bias);
         CUMULUS_CUDA_CHECK_LAUNCH();

@@ -168,7 +168,10 @@ __global__ void __launch_bounds__(Cfg::kThreads)
 
     const int tid = threadIdx.x;
     const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-    const std::int64_t m0 = std::int64_t(blockIdx.y) * BM, n0 = std::int64_t(blockIdx.x) * BN;
+    // One block per output tile, in row-major order of the tiles (a row of
+    // blocks shares its A rows): a 1-D grid, so M has no 65535-tile limit.
+    const std::int64_t n_tiles = (N + BN - 1) / BN, tile = blockIdx.x;
+    const std::int64_t m0 = tile / n_tiles * BM, n0 = tile % n_tiles * BN;
 
     // op(A) tile: A stored M x K (rows m, cols k) or K x M (rows k, cols m).
     using LoaderA = detail::TileLoader<T, TA ? BK : BM, TA ? BM : BK, THREADS>;
@@ -263,10 +266,10 @@ template <typename Cfg, typename T>
 void gemm_launch(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
                  std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc, Epilogue epi,
                  const T* bias, cudaStream_t stream) {
-    const std::int64_t gx = ceil_div(N, Cfg::BN), gy = ceil_div(M, Cfg::BM);
-    CUMULUS_CHECK(gx <= std::numeric_limits<int>::max() && gy <= 65535, "gemm: ", M, " x ", N,
-                  " is too large for one launch");
-    const dim3 grid{static_cast<unsigned>(gx), static_cast<unsigned>(gy)};
+    const std::int64_t tiles = ceil_div(N, Cfg::BN) * ceil_div(M, Cfg::BM);
+    CUMULUS_CHECK(tiles <= std::numeric_limits<int>::max(), "gemm: ", M, " x ", N, " is too large for one launch (",
+                  tiles, " tiles of ", Cfg::BM, " x ", Cfg::BN, "; at most 2^31 - 1)");
+    const dim3 grid{static_cast<unsigned>(tiles)};
     const bool va = aligned16(A, lda, sizeof(T)), vb = aligned16(B, ldb, sizeof(T));
     const int e = int(epi);
     if (!ta && !tb)
