@@ -1,7 +1,7 @@
 // The caching allocator: freed blocks are reused without cudaMalloc, sizes
 // are rounded so that close sizes share blocks, tensors copy to and from the
 // device exactly, errors name what failed, and a graph capture refuses work
-// that allocates or frees device blocks.
+// that allocates or frees device blocks, and blocks stay with their stream.
 #include <string>
 #include <vector>
 
@@ -95,6 +95,35 @@ int main() {
                "a capture that frees a temporary is refused: " + freed);
         const std::string clean = capture_error([&] { cuda::scale(kept.data(), 2.0f, kept.numel(), stream); });
         expect(clean.empty(), "a capture on persistent buffers succeeds: " + clean);
+
+        // A block belongs to the stream it was allocated on: freed, it is not
+        // handed to work on another stream (which could overtake kernels of
+        // the first still using it), and its own stream gets it back.
+        {
+            a.empty_cache();
+            cudaStream_t other = nullptr;
+            CUMULUS_CUDA_CHECK(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+            const void* mine = nullptr;
+            const void* theirs = nullptr;
+            mine = Tensor<float>::empty(Shape{777}, gpu).data();  // freed at once, to the library stream's list
+            {
+                cuda::StreamGuard on(other);
+                const auto before = a.stats();
+                auto t = Tensor<float>::empty(Shape{777}, gpu);
+                theirs = t.data();
+                expect(theirs != mine && a.stats().device_mallocs == before.device_mallocs + 1,
+                       "another stream does not get the library stream's freed block");
+            }
+            expect(Tensor<float>::empty(Shape{777}, gpu).data() == mine, "the library stream gets its block back");
+            {
+                cuda::StreamGuard on(other);
+                expect(Tensor<float>::empty(Shape{777}, gpu).data() == theirs, "the other stream gets its own back");
+                cuda::Scratch<float> s(777, cuda::library_stream(0));  // a launcher's scratch for work on a given stream
+                expect(s.get() == mine, "a scratch for the library stream's work comes from its list");
+            }
+            a.empty_cache();
+            CUMULUS_CUDA_CHECK(cudaStreamDestroy(other));
+        }
 
         a.empty_cache();
         const auto s2 = a.stats();

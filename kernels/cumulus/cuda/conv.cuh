@@ -329,7 +329,7 @@ void conv2d_backward_filter(const cpu::ConvShape& s, const T* x, const T* dy, T*
     }
     CUMULUS_CHECK(!workspace || workspace_elems >= splits * KO, "cuda::conv2d_backward_filter: the workspace holds ",
                   workspace_elems, " elements; this geometry needs ", splits * KO, " (conv2d_filter_workspace)");
-    Scratch<T> own(workspace ? 0 : static_cast<std::size_t>(splits * KO));
+    Scratch<T> own(workspace ? 0 : static_cast<std::size_t>(splits * KO), stream);
     T* parts = workspace ? workspace : own.get();
     conv_detail::implicit_gemm<T>(K, s.oc, P, a, b, parts, s.oc, Epilogue::None, nullptr, splits, KO, stream);
     sum_splits_kernel<<<grid_for(KO), kThreads, 0, stream>>>(parts, splits, KO, dw);

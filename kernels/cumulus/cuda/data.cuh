@@ -95,7 +95,7 @@ void gather_normalize(const std::uint8_t* data, std::int64_t total_rows, std::in
     CUMULUS_CHECK(features >= 0, "gather_normalize: negative features ", features);
     cpu::detail::check_gather_indices("gather_normalize", indices, count, total_rows);
     if (count == 0 || features == 0) return;
-    Scratch<std::int64_t> dev(static_cast<std::size_t>(count));
+    Scratch<std::int64_t> dev(static_cast<std::size_t>(count), stream);
     CUMULUS_CUDA_CHECK(cudaMemcpyAsync(dev.get(), indices, std::size_t(count) * sizeof(std::int64_t),
                                        cudaMemcpyHostToDevice, stream));
     gather_batch<T, std::int32_t>(data, nullptr, total_rows, features, dev.get(), nullptr, count, scale, out, nullptr,
@@ -110,7 +110,7 @@ void gather_labels(const std::uint8_t* labels, std::int64_t total_rows, const st
                    std::int64_t count, L* out, cudaStream_t stream = current_stream()) {
     cpu::detail::check_gather_indices("gather_labels", indices, count, total_rows);
     if (count == 0) return;
-    Scratch<std::int64_t> dev(static_cast<std::size_t>(count));
+    Scratch<std::int64_t> dev(static_cast<std::size_t>(count), stream);
     CUMULUS_CUDA_CHECK(cudaMemcpyAsync(dev.get(), indices, std::size_t(count) * sizeof(std::int64_t),
                                        cudaMemcpyHostToDevice, stream));
     gather_labels_kernel<<<grid_for(count), kThreads, 0, stream>>>(labels, total_rows, dev.get(), count, out);

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -192,11 +193,14 @@ inline void synchronize() { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(current_str
 
 // ---------------------------------------------------------------- allocator
 
-// A caching allocator: freed blocks go to a free list keyed by rounded size
-// and are handed out again without cudaMalloc. All work runs on one stream
-// per device, so a block freed while kernels that use it are still queued can
-// be reused at once: the next user's work is queued after them. (Work on
-// another stream must synchronize before freeing.)
+// A caching allocator: freed blocks go to a free list keyed by device,
+// rounded size and stream, and are handed out again without cudaMalloc. A
+// block belongs to the stream that was current when it was allocated (the
+// device's library stream, or a StreamGuard's), and only an allocation on
+// that same stream gets it again; so a block freed while kernels that use
+// it are still queued can be reused at once: the next user's work is queued
+// on the same stream, after them. (As in PyTorch: a tensor that work on
+// another stream also uses must be synchronized with before it is freed.)
 class CachingAllocator {
 public:
     struct Stats {
@@ -224,11 +228,18 @@ public:
         return (bytes + q - 1) / q * q;
     }
 
+    // A block of at least `bytes` on `device` for work on the current stream
+    // (a StreamGuard's, else the device's library stream).
     void* allocate(std::size_t bytes, int device) {
+        return allocate(bytes, device,
+                        detail::has_stream_override ? detail::stream_override : library_stream(device));
+    }
+    // The same for work on `stream`: the block returns to that stream's free list.
+    void* allocate(std::size_t bytes, int device, cudaStream_t stream) {
         const std::size_t size = round_size(bytes);
         std::lock_guard<std::mutex> lock(mu_);
         ++stats_.requests;
-        auto& free_list = free_[{device, size}];
+        auto& free_list = free_[Key{device, size, stream}];
         void* p = nullptr;
         if (!free_list.empty()) {
             p = free_list.back();
@@ -254,7 +265,7 @@ public:
             }
             ++stats_.device_mallocs;
         }
-        live_[p] = Block{size, device, ++next_id_};
+        live_[p] = Block{size, device, stream, ++next_id_};
         stats_.bytes_in_use += size;
 #ifdef CUMULUS_CUDA_EMULATION
         cuemuSetUsable(p, bytes, size);  // tests/emu: past `bytes` is out of bounds
@@ -275,7 +286,7 @@ public:
         ++stats_.releases;
         stats_.bytes_in_use -= b.size;
         stats_.bytes_cached += b.size;
-        free_[{b.device, b.size}].push_back(p);
+        free_[Key{b.device, b.size, b.stream}].push_back(p);
 #ifdef CUMULUS_CUDA_EMULATION
         cuemuSetUsable(p, 0, b.size);  // tests/emu: a cached block is out of bounds
 #endif
@@ -313,21 +324,33 @@ private:
     struct Block {
         std::size_t size;
         int device;
+        cudaStream_t stream;  // the stream it was allocated on, whose free list it returns to
         std::uint64_t id;
+    };
+    struct Key {
+        int device;
+        std::size_t size;
+        cudaStream_t stream;
+        bool operator<(const Key& o) const {
+            if (device != o.device) return device < o.device;
+            if (size != o.size) return size < o.size;
+            return std::less<cudaStream_t>()(stream, o.stream);
+        }
     };
 
     void release_cached_locked(int device) {
         int prev = 0;
         CUMULUS_CUDA_CHECK_PRINT(cudaGetDevice(&prev));
         for (auto& [key, list] : free_) {
-            if (device >= 0 && key.first != device) continue;
-            CUMULUS_CUDA_CHECK_PRINT(cudaSetDevice(key.first));
+            if (device >= 0 && key.device != device) continue;
+            if (list.empty()) continue;
+            CUMULUS_CUDA_CHECK_PRINT(cudaSetDevice(key.device));
             // Queued kernels may still use the blocks.
             CUMULUS_CUDA_CHECK_PRINT(cudaDeviceSynchronize());
             for (void* p : list) {
                 CUMULUS_CUDA_CHECK_PRINT(cudaFree(p));
                 ++stats_.device_frees;
-                stats_.bytes_cached -= key.second;
+                stats_.bytes_cached -= key.size;
             }
             list.clear();
         }
@@ -335,20 +358,22 @@ private:
     }
 
     mutable std::mutex mu_;
-    std::map<std::pair<int, std::size_t>, std::vector<void*>> free_;
+    std::map<Key, std::vector<void*>> free_;
     std::unordered_map<void*, Block> live_;
     std::uint64_t next_id_ = 0;
     Stats stats_;
 };
 
 // Scratch device memory for the length of one launcher call (partials and
-// the like); from the cache, so free in steady state.
+// the like) whose work runs on `stream`; from the cache, so free in steady
+// state.
 template <typename T>
 class Scratch {
 public:
-    explicit Scratch(std::size_t count) : count_(count) {
+    explicit Scratch(std::size_t count, cudaStream_t stream = current_stream()) : count_(count) {
         if (count_ > 0)
-            ptr_ = static_cast<T*>(CachingAllocator::instance().allocate(count_ * sizeof(T), current_device_index()));
+            ptr_ = static_cast<T*>(
+                CachingAllocator::instance().allocate(count_ * sizeof(T), current_device_index(), stream));
     }
     ~Scratch() { CachingAllocator::instance().free(ptr_); }
     Scratch(const Scratch&) = delete;

@@ -184,8 +184,8 @@ void softmax_xent_async(const T* logits, const L* labels, T* dlogits, std::int64
     CUMULUS_CHECK(dlogits == nullptr || grad_rows > 0, "softmax_xent: grad_rows must be > 0, got ", grad_rows);
     const std::int64_t blocks = rows == 0 ? 0 : ceil_div(rows, kXentWarps);
     const std::size_t parts = std::size_t(blocks > 0 ? blocks : 1);
-    Scratch<double> s_loss(workspace ? 0 : parts);
-    Scratch<long long> s_hits(workspace ? 0 : parts), s_bad(workspace ? 0 : parts);
+    Scratch<double> s_loss(workspace ? 0 : parts, stream);
+    Scratch<long long> s_hits(workspace ? 0 : parts, stream), s_bad(workspace ? 0 : parts, stream);
     double* partial_loss = s_loss.get();
     long long *partial_hits = s_hits.get(), *partial_bad = s_bad.get();
     if (workspace) {
@@ -220,7 +220,7 @@ cpu::XentResult softmax_xent(const T* logits, const L* labels, T* dlogits, std::
         CUMULUS_CUDA_CHECK(cudaStreamSynchronize(stream));
         for (std::int64_t r = 0; r < rows; ++r) cpu::detail::checked_label(host.data(), r, cols, "softmax_xent");
     }
-    Scratch<XentTotals> totals(1);
+    Scratch<XentTotals> totals(1, stream);
     softmax_xent_async(logits, labels, dlogits, rows, cols, grad_rows, totals.get(), false, nullptr, stream);
     XentTotals t{};
     CUMULUS_CUDA_CHECK(cudaMemcpyAsync(&t, totals.get(), sizeof(t), cudaMemcpyDeviceToHost, stream));
