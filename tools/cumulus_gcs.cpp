@@ -467,6 +467,15 @@ std::optional<io::FileInfo> lookup_gs(gcs::Client& client, const std::string& ur
     return dir;
 }
 
+// Whether objects exist under URL/ (a "directory"): one one-item listing.
+bool is_gs_prefix(gcs::Client& client, const std::string& url) {
+    const auto u = gcs::parse_gs_url(url);
+    std::string prefix = u.object;
+    if (!prefix.empty() && prefix.back() != '/') prefix += '/';
+    const auto page = client.list_page(u.bucket, prefix, "/", {}, 1);
+    return !page.items.empty() || !page.prefixes.empty();
+}
+
 std::string no_match(const std::string& url) { return "No URLs matched: " + url; }
 
 // The objects a gs:// URL without wildcards names: the object itself; else,
@@ -711,7 +720,8 @@ int cmd_rm(gcs::Client& client, const Options& opt) {
             }
             const auto found = expand_gs(client, url, opt.recursive);
             if (found.empty()) {
-                if (!opt.recursive && io::fs::exists(url)) CUMULUS_FAIL(url, " is a prefix: use rm -r");
+                // expand_gs found no object named url: a prefix, or nothing at all.
+                if (!opt.recursive && is_gs_prefix(client, url)) CUMULUS_FAIL(url, " is a prefix: use rm -r");
                 CUMULUS_FAIL("No such object: ", url);
             }
             for (const auto& f : found) {

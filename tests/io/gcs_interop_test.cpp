@@ -591,6 +591,18 @@ TEST_CASE("gcs: cumulus-gcs cp, ls, cat, rm end to end, and an interrupted cp re
     CHECK(io::fs::read_all("gs://cumulus-test/tool/composite.bin") == big);
     CHECK(io::fs::list("gs://cumulus-test/tool/", true).size() == 1);
     CHECK_FALSE(io::fs::exists("gs://cumulus-test/cumulus-gcs-tmp"));  // the parts are gone
+    {  // rm of what is no object: the metadata request and one one-item listing, then the error.
+        const std::string counted = "STORAGE_EMULATOR_HOST=" + fx.proxy + " CUMULUS_GCS_STATE_DIR=" + state;
+        fx.reset();
+        CHECK(run_tool(counted, "rm gs://cumulus-test/tool/missing", dir / "rm1.txt") == 1);
+        CHECK(contains(read_text(dir / "rm1.txt.err"), "No such object: gs://cumulus-test/tool/missing"));
+        CHECK(fx.stats()["requests"].get<int>() == 2);
+        fx.reset();
+        CHECK(run_tool(counted, "rm gs://cumulus-test/tool", dir / "rm2.txt") == 1);
+        CHECK(contains(read_text(dir / "rm2.txt.err"), "gs://cumulus-test/tool is a prefix: use rm -r"));
+        CHECK(fx.stats()["requests"].get<int>() == 2);
+        CHECK(io::fs::exists("gs://cumulus-test/tool/composite.bin"));
+    }
 
     // Interrupted: the server fails every chunk after the third, the budget runs out...
     const std::string env_proxy = "STORAGE_EMULATOR_HOST=" + fx.proxy + " CUMULUS_GCS_STATE_DIR=" + state +
