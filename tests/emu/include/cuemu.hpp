@@ -494,7 +494,12 @@ inline bool reverse_order() {
 inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
     ThreadState& ts = state();
     static thread_local std::vector<std::unique_ptr<char[]>> stacks;  // reused by every block
+    // Per stack, whether the last fiber on it may have been left at any depth
+    // (its block ended in an error or a deadlock). A fiber that ran to its end
+    // left only fiber_entry's frames, at the top, so only the top is forgotten.
+    static thread_local std::vector<char> abandoned;
     while (stacks.size() < nthreads) stacks.emplace_back(new char[kStackBytes]);
+    abandoned.resize(stacks.size(), 0);
     run.fibers.assign(nthreads, Fiber{});
     run.shfl_released.assign(nthreads, 0);
     run.shfl_live.assign(nthreads, 0);
@@ -502,7 +507,9 @@ inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
         Fiber& f = run.fibers[t];
         f.linear = t;
         f.thread_idx = {t % bd.x, (t / bd.x) % bd.y, t / (bd.x * bd.y)};
-        forget_stack(stacks[t].get(), kStackBytes);
+        const std::size_t stale = abandoned[t] ? kStackBytes : std::size_t(16) * 1024;
+        forget_stack(stacks[t].get() + (kStackBytes - stale), stale);
+        abandoned[t] = 1;  // until the block ends cleanly
         make_context(f.ctx, stacks[t].get(), kStackBytes, fiber_entry, &run);
     }
     std::vector<char> runnable(nthreads, 1);
@@ -546,7 +553,10 @@ inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
             all_done = false;
             if (f.wait != Wait::block) all_block = false;
         }
-        if (all_done) return;
+        if (all_done) {
+            std::fill(abandoned.begin(), abandoned.begin() + nthreads, 0);
+            return;
+        }
         if (released) continue;
         if (all_block) {
             // Every live thread must wait at the same __syncthreads(): one in a branch that
