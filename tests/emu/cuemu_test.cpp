@@ -107,6 +107,17 @@ __global__ void racy_broadcast_kernel(int* out) {
     out[threadIdx.x] = value;
 }
 
+// What tests/emu/rewrite.py makes of `__shared__ float s[4];` in the kernels.
+__global__ void shared_array_kernel(float* out) {
+    auto& s = ::cuemu::shared_array<float[4], 16>([] {});
+    const unsigned b = blockIdx.x, t = threadIdx.x;
+    out[b * 8 + t] = s[t];  // before any thread of this block wrote: NaN, whatever the last block left
+    __syncthreads();
+    s[t] = float(b * 10 + t);
+    __syncthreads();
+    out[b * 8 + 4 + t] = s[(t + 1) % 4];  // what another thread of the block wrote
+}
+
 #define LAUNCH(kernel, grid, block, stream, ...)                                                              \
     ::cuemu::launch(::cuemu::LaunchConfig(grid, block, 0, stream), #kernel,                                   \
                     [](auto&&... a) { kernel(a...); }, __VA_ARGS__)
@@ -385,4 +396,25 @@ TEST_CASE("cuemu: under AddressSanitizer, memory past a tensor's end in its cach
 #else
     MESSAGE("not built with AddressSanitizer: nothing to check here (tools/test's build-asan/ checks it)");
 #endif
+}
+
+TEST_CASE("cuemu: rewritten __shared__ arrays are shared by a block and NaN-filled for each block") {
+    float* d = device_alloc<float>(16);
+    LAUNCH(shared_array_kernel, 2, 4, nullptr, d);
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    std::vector<float> out(16);
+    REQUIRE(cudaMemcpy(out.data(), d, sizeof(float) * 16, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (int b = 0; b < 2; ++b)
+        for (int t = 0; t < 4; ++t) {
+            CHECK(std::isnan(out[b * 8 + t]));
+            CHECK(out[b * 8 + 4 + t] == float(b * 10 + (t + 1) % 4));
+        }
+#ifdef CUEMU_ASAN
+    {  // its own heap block, with AddressSanitizer's redzone right after it
+        auto& s = ::cuemu::shared_array<float[4], 16>([] {});
+        CHECK(!__asan_address_is_poisoned(&s[3]));
+        CHECK(__asan_address_is_poisoned(&s[3] + 1));
+    }
+#endif
+    cudaFree(d);
 }

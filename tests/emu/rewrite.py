@@ -8,12 +8,16 @@ path (a .cu file as .cpp), with every launch `kernel<<<grid, block[, shmem[, str
 turned into `::cuemu::launch(::cuemu::LaunchConfig(grid, block[, ...]),
 "kernel", [](auto&&... a) { kernel(a...); }, args)`, which g++ compiles
 (tests/emu/include/cuemu.hpp): the arguments are evaluated and kept at the
-launch, and the kernel's template arguments deduced from them, as nvcc does. Nothing
-else changes, and a `#line` directive first keeps the original's name and
+launch, and the kernel's template arguments deduced from them, as nvcc does. Each
+`__shared__ [__align__(n)] T name[dims], ...;` becomes
+`auto& name = ::cuemu::shared_array<T[dims], n>([] {});`: a heap block per
+declaration (AddressSanitizer's redzones around it) that every block finds
+filled with NaN bytes. Nothing else changes, and a `#line` directive first keeps the original's name and
 line numbers in __FILE__, __LINE__ and compiler messages. A file is only rewritten when
 its content would change, so the build does not recompile what it need not.
 """
 import os
+import re
 import sys
 
 
@@ -48,7 +52,42 @@ def in_comment(text, at):
     return text.rfind("/*", 0, at) > text.rfind("*/", 0, at)
 
 
+SHARED_DECL = re.compile(r"__shared__\s+(?:__align__\s*\(\s*(\d+)\s*\)\s*)?([^;{}]*);")
+DECLARATOR = re.compile(r"^(?P<type>.+?)\s+(?P<name>[A-Za-z_]\w*)\s*(?P<dims>(?:\[[^\]]*\]\s*)*)$")
+NAMED = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*(?P<dims>(?:\[[^\]]*\]\s*)*)$")
+
+
+def rewrite_shared(text, path):
+    """`__shared__ [__align__(n)] T a[..], b;` -> references to cuemu::shared_array blocks, on the same line."""
+    out = []
+    pos = 0
+    for m in SHARED_DECL.finditer(text):
+        if in_comment(text, m.start()):
+            continue
+        align = m.group(1) or "16"
+        parts = [p.strip() for p in " ".join(m.group(2).split()).split(",")]
+        first = DECLARATOR.match(parts[0])
+        if not first or "=" in m.group(2) or "(" in m.group(2):
+            line = text.count("\n", 0, m.start()) + 1
+            sys.exit(f"rewrite.py: {path}:{line}: cannot read the __shared__ declaration '{m.group(0)}'")
+        base = first.group("type")
+        decls = [(first.group("name"), first.group("dims"))]
+        for p in parts[1:]:
+            d = NAMED.match(p)
+            if not d:
+                line = text.count("\n", 0, m.start()) + 1
+                sys.exit(f"rewrite.py: {path}:{line}: cannot read the declarator '{p}' of a __shared__ declaration")
+            decls.append((d.group("name"), d.group("dims")))
+        out.append(text[pos:m.start()])
+        out.append(" ".join(f"auto& {name} = ::cuemu::shared_array<{base}{dims.strip()}, {align}>([] {{}});"
+                            for name, dims in decls) + "\n" * m.group(0).count("\n"))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def rewrite(text, path):
+    text = rewrite_shared(text, path)
     out = []
     pos = 0
     while True:

@@ -14,8 +14,11 @@
 //   reach one later, the launch fails loudly.
 // - Launches are checked as CUDA checks them: 0 blocks or threads, more than
 //   1024 threads, grid y / z over 65535 give cudaErrorInvalidConfiguration.
-// - __shared__ memory is one static array per kernel and OS thread: a block
-//   finds what the previous block left there (as undefined as on a GPU).
+// - __shared__ memory: in the kernels and tests that tests/emu/rewrite.py
+//   rewrites, one heap block per declaration and OS thread (shared_array:
+//   AddressSanitizer sees its bounds), filled with NaN bytes for each block;
+//   elsewhere (cuemu_test) a static thread_local array, where a block finds
+//   what the previous block left (as undefined as on a GPU).
 // - Device memory: cudaMalloc'd host memory, filled with NaN bytes. Pointers
 //   of every copy are checked against the allocations (cudaErrorInvalidValue
 //   for a device pointer that is none).
@@ -44,6 +47,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -433,6 +437,7 @@ struct ThreadState {
     uint3 thread_idx{}, block_idx{};
     dim3 block_dim{}, grid_dim{};
     BlockRun* run = nullptr;
+    std::uint64_t block_serial = 0;  // counts the blocks this OS thread has started
 };
 inline ThreadState& state() {
     static thread_local ThreadState s;
@@ -629,6 +634,7 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
                     const unsigned bz = reverse ? c.grid.z - 1 - bz0 : bz0, by = reverse ? c.grid.y - 1 - by0 : by0,
                                    bx = reverse ? c.grid.x - 1 - bx0 : bx0;
                     ts.block_idx = {bx, by, bz};
+                    ++ts.block_serial;
                     if (info.needs_fibers) {
                         run.fibers_mode = true;
                         run_block_fibers(run, nthreads, c.block);
@@ -668,6 +674,38 @@ void launch(const LaunchConfig& c, const char* name, Body body, Args&&... args) 
         const std::function<void()> call = [&]() { std::apply(body, packed); };
         run_grid(name, info, c, call);
     });
+}
+
+// ---------------------------------------------------------------- shared memory
+
+// What tests/emu/rewrite.py turns `__shared__ [__align__(n)] A name;` into:
+// `auto& name = shared_array<A, n>([] {});`, one heap block per declaration
+// (the lambda's type tells declarations, and instantiations, apart) and OS
+// thread, which all threads of a block share. Heap, so that under
+// AddressSanitizer an access past its end fails where it happens (as
+// compute-sanitizer's memcheck reports shared-memory accesses out of
+// bounds; a static array in an inline function gets no redzones). The first
+// thread of each block to reach the declaration fills it with NaN bytes, so
+// a read of what no thread of the block wrote shows (on a GPU it is
+// whatever was there).
+template <typename A, std::size_t Align, typename Site>
+A& shared_array(Site) {
+    static_assert(std::is_trivially_destructible_v<A>, "__shared__ variables must be trivial");
+    struct Slot {
+        void* p = nullptr;
+        std::uint64_t block = 0;
+        ~Slot() {
+            if (p) ::operator delete(p, std::align_val_t(Align));
+        }
+    };
+    static thread_local Slot slot;
+    if (!slot.p) slot.p = ::operator new(sizeof(A), std::align_val_t(Align));
+    const std::uint64_t block = state().block_serial;
+    if (slot.block != block) {
+        std::memset(slot.p, 0xff, sizeof(A));
+        slot.block = block;
+    }
+    return *static_cast<A*>(slot.p);
 }
 
 // ---------------------------------------------------------------- warp ops
