@@ -121,8 +121,28 @@ int main() {
                 cuda::Scratch<float> s(777, cuda::library_stream(0));  // a launcher's scratch for work on a given stream
                 expect(s.get() == mine, "a scratch for the library stream's work comes from its list");
             }
+            // Before the stream is destroyed, its blocks go to the library stream.
+            const void* kept_ptr = nullptr;
+            {
+                cuda::StreamGuard on(other);
+                auto kept_t = Tensor<float>::empty(Shape{777}, gpu);  // lives on, past the stream
+                kept_ptr = kept_t.data();
+                theirs = Tensor<float>::empty(Shape{777}, gpu).data();  // freed to the stream's list
+                a.release_stream(other);
+                CUMULUS_CUDA_CHECK(cudaStreamDestroy(other));
+                other = nullptr;
+                {
+                    cuda::StreamGuard lib(cuda::library_stream(0));
+                    auto got = Tensor<float>::empty(Shape{777}, gpu);
+                    expect(got.data() == theirs, "a released stream's cached block goes to the library stream");
+                }
+            }  // kept_t is freed here: to the library stream's list
+            {
+                auto x1 = Tensor<float>::empty(Shape{777}, gpu), x2 = Tensor<float>::empty(Shape{777}, gpu);
+                expect((x1.data() == kept_ptr || x2.data() == kept_ptr),
+                       "a live block of a released stream returns to the library stream when freed");
+            }
             a.empty_cache();
-            CUMULUS_CUDA_CHECK(cudaStreamDestroy(other));
         }
 
         a.empty_cache();

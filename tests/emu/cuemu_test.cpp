@@ -400,15 +400,18 @@ TEST_CASE("cuemu: under AddressSanitizer, memory past a tensor's end in its cach
 
 TEST_CASE("cuemu: rewritten __shared__ arrays are shared by a block and NaN-filled for each block") {
     float* d = device_alloc<float>(16);
-    LAUNCH(shared_array_kernel, 2, 4, nullptr, d);
-    REQUIRE(cudaGetLastError() == cudaSuccess);
     std::vector<float> out(16);
-    REQUIRE(cudaMemcpy(out.data(), d, sizeof(float) * 16, cudaMemcpyDeviceToHost) == cudaSuccess);
-    for (int b = 0; b < 2; ++b)
-        for (int t = 0; t < 4; ++t) {
-            CHECK(std::isnan(out[b * 8 + t]));
-            CHECK(out[b * 8 + 4 + t] == float(b * 10 + (t + 1) % 4));
-        }
+    for (int blocks : {2, 1, 1}) {  // a one-block launch after another launch too
+        CAPTURE(blocks);
+        LAUNCH(shared_array_kernel, blocks, 4, nullptr, d);
+        REQUIRE(cudaGetLastError() == cudaSuccess);
+        REQUIRE(cudaMemcpy(out.data(), d, sizeof(float) * 16, cudaMemcpyDeviceToHost) == cudaSuccess);
+        for (int b = 0; b < blocks; ++b)
+            for (int t = 0; t < 4; ++t) {
+                CHECK(std::isnan(out[b * 8 + t]));
+                CHECK(out[b * 8 + 4 + t] == float(b * 10 + (t + 1) % 4));
+            }
+    }
 #ifdef CUEMU_ASAN
     {  // its own heap block, with AddressSanitizer's redzone right after it
         auto& s = ::cuemu::shared_array<float[4], 16>([] {});

@@ -15,7 +15,12 @@
 # barrier fails in one of the two builds whichever thread writes first.
 option(CUMULUS_CUDA_EMULATION "Build and run the CUDA tests on the CPU emulation of CUDA (tests/emu)" ON)
 find_package(Python3 COMPONENTS Interpreter QUIET)
-if(CUMULUS_CUDA_EMULATION AND Python3_Interpreter_FOUND
+# The fibers are announced to AddressSanitizer only: not under other sanitizers (TSan, MSan).
+set(emu_sanitizers_ok TRUE)
+if(CUMULUS_SANITIZE AND NOT CUMULUS_SANITIZE MATCHES "^(address|undefined)(,(address|undefined))?$")
+  set(emu_sanitizers_ok FALSE)
+endif()
+if(CUMULUS_CUDA_EMULATION AND emu_sanitizers_ok AND Python3_Interpreter_FOUND
    AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   set(emu_dir ${CMAKE_CURRENT_BINARY_DIR}/emu-src)
   file(GLOB emu_kernels CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cumulus/cuda/*.cuh)
@@ -91,6 +96,9 @@ if(CUMULUS_CUDA_EMULATION AND Python3_Interpreter_FOUND
   if(CUMULUS_SANITIZE)
     set_tests_properties(cuemu_test PROPERTIES ENVIRONMENT CUEMU_THREAD_ORDER=reverse)
   endif()
+elseif(CUMULUS_CUDA_EMULATION AND NOT emu_sanitizers_ok)
+  message(STATUS "cumulus: the CUDA tests on the CPU emulation (cuda-emu) run under address and undefined only, "
+                 "not -DCUMULUS_SANITIZE=${CUMULUS_SANITIZE}; not built")
 elseif(CUMULUS_CUDA_EMULATION)
   message(STATUS "cumulus: the CUDA tests on the CPU emulation (cuda-emu) need python3 and g++ or clang++; not built")
 endif()

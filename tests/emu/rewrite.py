@@ -12,7 +12,9 @@ launch, and the kernel's template arguments deduced from them, as nvcc does. Eac
 `__shared__ [__align__(n)] T name[dims], ...;` becomes
 `auto& name = ::cuemu::shared_array<T[dims], n>([] {});`: a heap block per
 declaration (AddressSanitizer's redzones around it) that every block finds
-filled with NaN bytes. Nothing else changes, and a `#line` directive first keeps the original's name and
+filled with NaN bytes (`static` or `extern __shared__` are refused; a kernel
+that captures a shared array in a `[=]` lambda would copy it: use `[&]`).
+Nothing else changes, and a `#line` directive first keeps the original's name and
 line numbers in __FILE__, __LINE__ and compiler messages. A file is only rewritten when
 its content would change, so the build does not recompile what it need not.
 """
@@ -52,7 +54,8 @@ def in_comment(text, at):
     return text.rfind("/*", 0, at) > text.rfind("*/", 0, at)
 
 
-SHARED_DECL = re.compile(r"__shared__\s+(?:__align__\s*\(\s*(\d+)\s*\)\s*)?([^;{}]*);")
+SHARED = re.compile(r"\b__shared__\b")
+ALIGN = re.compile(r"\s*__align__\s*\(\s*(\d+)\s*\)")
 DECLARATOR = re.compile(r"^(?P<type>.+?)\s+(?P<name>[A-Za-z_]\w*)\s*(?P<dims>(?:\[[^\]]*\]\s*)*)$")
 NAMED = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*(?P<dims>(?:\[[^\]]*\]\s*)*)$")
 
@@ -61,27 +64,42 @@ def rewrite_shared(text, path):
     """`__shared__ [__align__(n)] T a[..], b;` -> references to cuemu::shared_array blocks, on the same line."""
     out = []
     pos = 0
-    for m in SHARED_DECL.finditer(text):
-        if in_comment(text, m.start()):
+    for m in SHARED.finditer(text):
+        if m.start() < pos or in_comment(text, m.start()):
             continue
-        align = m.group(1) or "16"
-        parts = [p.strip() for p in " ".join(m.group(2).split()).split(",")]
+        line = text.count("\n", 0, m.start()) + 1
+
+        def fail(why):
+            sys.exit(f"rewrite.py: {path}:{line}: {why}")
+
+        before = text[text.rfind("\n", 0, m.start()) + 1:m.start()].split()
+        if before and before[-1] in ("static", "extern"):
+            fail(f"'{before[-1]} __shared__' is not supported by the emulation (tests/emu/rewrite.py)")
+        end = text.find(";", m.end())
+        if end < 0:
+            fail("a __shared__ declaration without ';'")
+        body = text[m.end():end]
+        align = "16"
+        a = ALIGN.match(body)
+        if a:
+            align, body = a.group(1), body[a.end():]
+        if any(c in body for c in "={}()"):
+            fail(f"cannot read the __shared__ declaration '__shared__{text[m.end():end]};'")
+        parts = [p.strip() for p in " ".join(body.split()).split(",")]
         first = DECLARATOR.match(parts[0])
-        if not first or "=" in m.group(2) or "(" in m.group(2):
-            line = text.count("\n", 0, m.start()) + 1
-            sys.exit(f"rewrite.py: {path}:{line}: cannot read the __shared__ declaration '{m.group(0)}'")
+        if not first:
+            fail(f"cannot read the __shared__ declaration '__shared__{text[m.end():end]};'")
         base = first.group("type")
         decls = [(first.group("name"), first.group("dims"))]
         for p in parts[1:]:
             d = NAMED.match(p)
             if not d:
-                line = text.count("\n", 0, m.start()) + 1
-                sys.exit(f"rewrite.py: {path}:{line}: cannot read the declarator '{p}' of a __shared__ declaration")
+                fail(f"cannot read the declarator '{p}' of a __shared__ declaration")
             decls.append((d.group("name"), d.group("dims")))
         out.append(text[pos:m.start()])
         out.append(" ".join(f"auto& {name} = ::cuemu::shared_array<{base}{dims.strip()}, {align}>([] {{}});"
-                            for name, dims in decls) + "\n" * m.group(0).count("\n"))
-        pos = m.end()
+                            for name, dims in decls) + "\n" * text[m.start():end + 1].count("\n"))
+        pos = end + 1
     out.append(text[pos:])
     return "".join(out)
 

@@ -200,7 +200,9 @@ inline void synchronize() { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(current_str
 // that same stream gets it again; so a block freed while kernels that use
 // it are still queued can be reused at once: the next user's work is queued
 // on the same stream, after them. (As in PyTorch: a tensor that work on
-// another stream also uses must be synchronized with before it is freed.)
+// another stream also uses must be synchronized with before it is freed.
+// A stream of one's own that allocated must be passed to release_stream()
+// before it is destroyed.)
 class CachingAllocator {
 public:
     struct Stats {
@@ -290,6 +292,28 @@ public:
 #ifdef CUMULUS_CUDA_EMULATION
         cuemuSetUsable(p, 0, b.size);  // tests/emu: a cached block is out of bounds
 #endif
+    }
+
+    // Call before destroying a stream that allocated device memory (its
+    // handle may be reused by a stream created later, which must not inherit
+    // blocks that the old one's queued work still uses): waits for the
+    // stream's work, then gives its cached blocks, and the live blocks it
+    // allocated, to the device's library stream.
+    void release_stream(cudaStream_t stream) {
+        CUMULUS_CUDA_CHECK(cudaStreamSynchronize(stream));
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto it = free_.begin(); it != free_.end();) {
+            const Key to{it->first.device, it->first.size, library_stream(it->first.device)};
+            if (it->first.stream != stream || to.stream == stream) {
+                ++it;
+                continue;
+            }
+            auto& dst = free_[to];  // std::map: inserting keeps `it` valid
+            dst.insert(dst.end(), it->second.begin(), it->second.end());
+            it = free_.erase(it);
+        }
+        for (auto& [p, b] : live_)
+            if (b.stream == stream) b.stream = library_stream(b.device);
     }
 
     // Returns every cached block of `device` (all devices when -1) to the driver.

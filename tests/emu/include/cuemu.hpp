@@ -437,8 +437,13 @@ struct ThreadState {
     uint3 thread_idx{}, block_idx{};
     dim3 block_dim{}, grid_dim{};
     BlockRun* run = nullptr;
-    std::uint64_t block_serial = 0;  // counts the blocks this OS thread has started
 };
+// Counts the blocks this OS thread has started (never restored, unlike
+// ThreadState, which run_grid saves and puts back around a launch).
+inline std::uint64_t& block_serial() {
+    static thread_local std::uint64_t n = 0;
+    return n;
+}
 inline ThreadState& state() {
     static thread_local ThreadState s;
     return s;
@@ -634,7 +639,7 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
                     const unsigned bz = reverse ? c.grid.z - 1 - bz0 : bz0, by = reverse ? c.grid.y - 1 - by0 : by0,
                                    bx = reverse ? c.grid.x - 1 - bx0 : bx0;
                     ts.block_idx = {bx, by, bz};
-                    ++ts.block_serial;
+                    ++block_serial();
                     if (info.needs_fibers) {
                         run.fibers_mode = true;
                         run_block_fibers(run, nthreads, c.block);
@@ -691,16 +696,17 @@ void launch(const LaunchConfig& c, const char* name, Body body, Args&&... args) 
 template <typename A, std::size_t Align, typename Site>
 A& shared_array(Site) {
     static_assert(std::is_trivially_destructible_v<A>, "__shared__ variables must be trivial");
+    constexpr std::size_t kAlign = Align > alignof(A) ? Align : alignof(A);
     struct Slot {
         void* p = nullptr;
         std::uint64_t block = 0;
         ~Slot() {
-            if (p) ::operator delete(p, std::align_val_t(Align));
+            if (p) ::operator delete(p, std::align_val_t(kAlign));
         }
     };
     static thread_local Slot slot;
-    if (!slot.p) slot.p = ::operator new(sizeof(A), std::align_val_t(Align));
-    const std::uint64_t block = state().block_serial;
+    if (!slot.p) slot.p = ::operator new(sizeof(A), std::align_val_t(kAlign));
+    const std::uint64_t block = block_serial();
     if (slot.block != block) {
         std::memset(slot.p, 0xff, sizeof(A));
         slot.block = block;
