@@ -449,24 +449,6 @@ std::optional<Matches> wildcard_matches(gcs::Client& client, const std::string& 
 
 bool is_gs_wildcard(const std::string& url) { return is_gs(url) && gcs::has_wildcard(gcs::parse_gs_url(url).object); }
 
-// What a gs:// URL without wildcards names: the object (as the server
-// describes it), else a "directory" (is_dir: objects exist under URL/), else
-// nothing. At most one metadata request and one one-item listing.
-std::optional<io::FileInfo> lookup_gs(gcs::Client& client, const std::string& url) {
-    const auto u = gcs::parse_gs_url(url);
-    std::string prefix = u.object;
-    if (!prefix.empty() && prefix.back() != '/') {
-        if (auto m = client.try_get_metadata(u.bucket, u.object)) return gcs::GcsFileSystem::info_of(*m);
-        prefix += '/';
-    }
-    const auto page = client.list_page(u.bucket, prefix, "/", {}, 1);
-    if (page.items.empty() && page.prefixes.empty()) return std::nullopt;
-    io::FileInfo dir;
-    dir.path = url;
-    dir.is_dir = true;
-    return dir;
-}
-
 // Whether objects exist under URL/ (a "directory"): one one-item listing.
 bool is_gs_prefix(gcs::Client& client, const std::string& url) {
     const auto u = gcs::parse_gs_url(url);
@@ -474,6 +456,20 @@ bool is_gs_prefix(gcs::Client& client, const std::string& url) {
     if (!prefix.empty() && prefix.back() != '/') prefix += '/';
     const auto page = client.list_page(u.bucket, prefix, "/", {}, 1);
     return !page.items.empty() || !page.prefixes.empty();
+}
+
+// What a gs:// URL without wildcards names: the object (as the server
+// describes it), else a "directory" (is_dir: objects exist under URL/), else
+// nothing. At most one metadata request and one one-item listing.
+std::optional<io::FileInfo> lookup_gs(gcs::Client& client, const std::string& url) {
+    const auto u = gcs::parse_gs_url(url);
+    if (!u.object.empty() && u.object.back() != '/')
+        if (auto m = client.try_get_metadata(u.bucket, u.object)) return gcs::GcsFileSystem::info_of(*m);
+    if (!is_gs_prefix(client, url)) return std::nullopt;
+    io::FileInfo dir;
+    dir.path = url;
+    dir.is_dir = true;
+    return dir;
 }
 
 std::string no_match(const std::string& url) { return "No URLs matched: " + url; }

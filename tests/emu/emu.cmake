@@ -55,6 +55,7 @@ if(CUMULUS_CUDA_EMULATION AND emu_sanitizers_ok AND Python3_Interpreter_FOUND
     COMMENT "Rewriting the CUDA kernels' launches for the CPU emulation")
   add_custom_target(cuda_emu_sources DEPENDS ${emu_outputs} ${emu_bench_outputs})
 
+  set(emu_tests_run "")
   foreach(t runtime_test allocator_test ops_vs_cpu_test training_test conv_vs_cpu_test)
     set(name cuda_emu_${t})
     add_executable(${name} ${emu_dir}/tests/${t}.cpp)
@@ -68,8 +69,8 @@ if(CUMULUS_CUDA_EMULATION AND emu_sanitizers_ok AND Python3_Interpreter_FOUND
     target_link_libraries(${name} PRIVATE cumulus::cumulus cumulus_dev_flags cumulus_test_flags)
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES LABELS "cuda-emu" SKIP_RETURN_CODE ${CUMULUS_SKIP_CODE} TIMEOUT 600)
+    list(APPEND emu_tests_run ${name})
     if(CUMULUS_SANITIZE)
-      set_tests_properties(${name} PROPERTIES ENVIRONMENT CUEMU_THREAD_ORDER=reverse)
       # The emulated kernels at -O0 under ASan run the tests ~20x slower than Release.
       target_compile_options(${name} PRIVATE -O1)
     endif()
@@ -93,8 +94,9 @@ if(CUMULUS_CUDA_EMULATION AND emu_sanitizers_ok AND Python3_Interpreter_FOUND
   cumulus_add_test(cuemu_test ${CMAKE_CURRENT_LIST_DIR}/cuemu_test.cpp LABELS cuda-emu cpu)
   target_include_directories(cuemu_test BEFORE PRIVATE ${CMAKE_CURRENT_LIST_DIR}/include)
   target_compile_options(cuemu_test PRIVATE -Wno-unknown-pragmas -Wno-sign-compare)
+  # The sanitized build runs them with the threads in the other order.
   if(CUMULUS_SANITIZE)
-    set_tests_properties(cuemu_test PROPERTIES ENVIRONMENT CUEMU_THREAD_ORDER=reverse)
+    set_tests_properties(${emu_tests_run} cuemu_test PROPERTIES ENVIRONMENT CUEMU_THREAD_ORDER=reverse)
   endif()
 elseif(CUMULUS_CUDA_EMULATION AND NOT emu_sanitizers_ok)
   message(STATUS "cumulus: the CUDA tests on the CPU emulation (cuda-emu) run under address and undefined only, "

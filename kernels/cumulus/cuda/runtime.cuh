@@ -163,11 +163,11 @@ inline thread_local bool has_stream_override = false;
 }  // namespace detail
 
 // The stream every op and copy of this thread runs on: the library stream of
-// the current device, unless a StreamGuard says otherwise.
-inline cudaStream_t current_stream() {
-    if (detail::has_stream_override) return detail::stream_override;
-    return library_stream(current_device_index());
+// `device` (the current device), unless a StreamGuard says otherwise.
+inline cudaStream_t current_stream(int device) {
+    return detail::has_stream_override ? detail::stream_override : library_stream(device);
 }
+inline cudaStream_t current_stream() { return current_stream(current_device_index()); }
 
 // Runs the ops of a scope on `s` (e.g. a benchmark's or a capture's stream).
 class StreamGuard {
@@ -232,10 +232,7 @@ public:
 
     // A block of at least `bytes` on `device` for work on the current stream
     // (a StreamGuard's, else the device's library stream).
-    void* allocate(std::size_t bytes, int device) {
-        return allocate(bytes, device,
-                        detail::has_stream_override ? detail::stream_override : library_stream(device));
-    }
+    void* allocate(std::size_t bytes, int device) { return allocate(bytes, device, current_stream(device)); }
     // The same for work on `stream`: the block returns to that stream's free list.
     void* allocate(std::size_t bytes, int device, cudaStream_t stream) {
         const std::size_t size = round_size(bytes);
@@ -303,11 +300,11 @@ public:
         CUMULUS_CUDA_CHECK(cudaStreamSynchronize(stream));
         std::lock_guard<std::mutex> lock(mu_);
         for (auto it = free_.begin(); it != free_.end();) {
-            const Key to{it->first.device, it->first.size, library_stream(it->first.device)};
-            if (it->first.stream != stream || to.stream == stream) {
+            if (it->first.stream != stream || library_stream(it->first.device) == stream) {
                 ++it;
                 continue;
             }
+            const Key to{it->first.device, it->first.size, library_stream(it->first.device)};
             auto& dst = free_[to];  // std::map: inserting keeps `it` valid
             dst.insert(dst.end(), it->second.begin(), it->second.end());
             it = free_.erase(it);

@@ -102,6 +102,23 @@ inline cudaError_t cudaDeviceSynchronize() {
 
 // ---------------------------------------------------------------- memory
 
+// Not CUDA: a caching allocator (kernels/cumulus/cuda/runtime.cuh) tells
+// the emulation that only the first `usable` bytes of its `bytes`-byte block
+// at p are in use (0 while the block waits in its cache); cudaMalloc says
+// the same of its own rounding. Under
+// AddressSanitizer the rest is poisoned, so that a kernel or copy that
+// reads or writes past the end of a tensor, or into a freed one, is
+// reported where it happens, as compute-sanitizer's memcheck would; the
+// cache's rounding of sizes would hide it otherwise. Without ASan, nothing.
+inline void cuemuSetUsable([[maybe_unused]] void* p, [[maybe_unused]] std::size_t usable,
+                           [[maybe_unused]] std::size_t bytes) {
+#ifdef CUEMU_ASAN
+    if (!p || usable > bytes) return;
+    ASAN_UNPOISON_MEMORY_REGION(p, usable);
+    ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + usable, bytes - usable);
+#endif
+}
+
 inline cudaError_t cudaMalloc(void** p, std::size_t n) {
     if (!p) return ::cuemu::fail(cudaErrorInvalidValue);
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
@@ -111,9 +128,7 @@ inline cudaError_t cudaMalloc(void** p, std::size_t n) {
     void* q = std::aligned_alloc(256, rounded);
     if (!q) return ::cuemu::fail(cudaErrorMemoryAllocation);
     std::memset(q, 0xff, rounded);  // NaN in every float: unwritten outputs show
-#ifdef CUEMU_ASAN
-    ASAN_POISON_MEMORY_REGION(static_cast<char*>(q) + n, rounded - n);  // past the end, for AddressSanitizer
-#endif
+    cuemuSetUsable(q, n, rounded);  // past the end, for AddressSanitizer
     auto& m = ::cuemu::Memory::get();
     {
         std::lock_guard<std::mutex> lock(m.mu);
@@ -140,22 +155,6 @@ inline cudaError_t cudaFree(void* p) {
     }
     std::free(p);
     return cudaSuccess;
-}
-
-// Not CUDA: a caching allocator (kernels/cumulus/cuda/runtime.cuh) tells
-// the emulation that only the first `usable` bytes of its `bytes`-byte block
-// at p are in use (0 while the block waits in its cache). Under
-// AddressSanitizer the rest is poisoned, so that a kernel or copy that
-// reads or writes past the end of a tensor, or into a freed one, is
-// reported where it happens, as compute-sanitizer's memcheck would; the
-// cache's rounding of sizes would hide it otherwise. Without ASan, nothing.
-inline void cuemuSetUsable([[maybe_unused]] void* p, [[maybe_unused]] std::size_t usable,
-                           [[maybe_unused]] std::size_t bytes) {
-#ifdef CUEMU_ASAN
-    if (!p || usable > bytes) return;
-    ASAN_UNPOISON_MEMORY_REGION(p, usable);
-    ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + usable, bytes - usable);
-#endif
 }
 
 namespace cuemu {

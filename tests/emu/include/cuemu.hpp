@@ -499,6 +499,8 @@ inline bool reverse_order() {
     }();
     return reverse;
 }
+// The index that runs i-th of n.
+inline unsigned in_order(unsigned i, unsigned n) { return reverse_order() ? n - 1 - i : i; }
 
 // Runs one block with every thread a fiber; throws on a deadlock.
 inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
@@ -523,10 +525,9 @@ inline void run_block_fibers(BlockRun& run, unsigned nthreads, const dim3& bd) {
         make_context(f.ctx, stacks[t].get(), kStackBytes, fiber_entry, &run);
     }
     std::vector<char> runnable(nthreads, 1);
-    const bool reverse = reverse_order();
     for (;;) {
         for (unsigned i = 0; i < nthreads; ++i) {
-            const unsigned t = reverse ? nthreads - 1 - i : i;
+            const unsigned t = in_order(i, nthreads);
             Fiber& f = run.fibers[t];
             if (f.done || !runnable[t]) continue;
             run.current = &f;
@@ -631,14 +632,11 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
     ts.grid_dim = c.grid;
     ts.block_dim = c.block;
     const unsigned nthreads = c.block.x * c.block.y * c.block.z;
-    const bool reverse = reverse_order();
     try {
-        for (unsigned bz0 = 0; bz0 < c.grid.z; ++bz0)
-            for (unsigned by0 = 0; by0 < c.grid.y; ++by0)
-                for (unsigned bx0 = 0; bx0 < c.grid.x; ++bx0) {
-                    const unsigned bz = reverse ? c.grid.z - 1 - bz0 : bz0, by = reverse ? c.grid.y - 1 - by0 : by0,
-                                   bx = reverse ? c.grid.x - 1 - bx0 : bx0;
-                    ts.block_idx = {bx, by, bz};
+        for (unsigned bz = 0; bz < c.grid.z; ++bz)
+            for (unsigned by = 0; by < c.grid.y; ++by)
+                for (unsigned bx = 0; bx < c.grid.x; ++bx) {
+                    ts.block_idx = {in_order(bx, c.grid.x), in_order(by, c.grid.y), in_order(bz, c.grid.z)};
                     ++block_serial();
                     if (info.needs_fibers) {
                         run.fibers_mode = true;
@@ -648,7 +646,7 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
                     }
                     run.fibers_mode = false;
                     for (unsigned i = 0; i < nthreads; ++i) {
-                        const unsigned t = reverse ? nthreads - 1 - i : i;
+                        const unsigned t = in_order(i, nthreads);
                         ts.thread_idx = {t % c.block.x, (t / c.block.x) % c.block.y, t / (c.block.x * c.block.y)};
                         body();
                     }
