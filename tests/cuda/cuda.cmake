@@ -26,4 +26,19 @@ if(CUMULUS_HAS_CUDA AND NOT CUMULUS_SANITIZE)
   else()
     cumulus_add_cuda_test(cuda_conv_vs_cpu_test ${CMAKE_CURRENT_LIST_DIR}/conv_vs_cpu_test.cu)
   endif()
+
+  # What ptxas makes of every kernel the tests above launch, for sm_90 at -O3
+  # as the GPU build compiles them (no GPU needed; about 50 s of CPU): no
+  # spills or stack frames, launch bounds that hold, every kernel of
+  # kernels/cumulus/cuda/ compiled by some test. Prints a register / shared
+  # memory / blocks-per-SM table. Label cuda-static: it runs without a GPU.
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  if(Python3_Interpreter_FOUND AND "90" IN_LIST CMAKE_CUDA_ARCHITECTURES)
+    file(GLOB cuda_test_sources ${CMAKE_CURRENT_LIST_DIR}/*.cu)
+    add_test(NAME cuda_kernel_resources
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/kernel_resources.py --nvcc ${CMAKE_CUDA_COMPILER}
+                     --root ${PROJECT_SOURCE_DIR} --out ${CMAKE_CURRENT_BINARY_DIR}/kernel_resources --jobs 2
+                     ${cuda_test_sources})
+    set_tests_properties(cuda_kernel_resources PROPERTIES LABELS cuda-static TIMEOUT 600)
+  endif()
 endif()
