@@ -99,6 +99,39 @@ void BM_conv_cumulus(benchmark::State& state) {
 }
 CUDA_BENCHMARK(BM_conv_cumulus)->Apply(conv_args);
 
+// Which tile the automatic choice should take for each pass: every tile
+// forced (cuda::ConvTileScope) at every case; the label names the tile and
+// marks the automatic one (tools/gpu-summary prints where a forced one wins).
+void BM_conv_tile(benchmark::State& state) {
+    if (!have_device(state)) return;
+    const auto s = conv_case(state.range(0));
+    const int pass = int(state.range(1));
+    const auto tile = static_cast<cuda::GemmTile>(state.range(2));
+    ConvOperands t(s);
+    // The product each pass computes, M x N, as conv.cuh's launchers pick the tile for it.
+    const std::int64_t M = pass == 0 ? s.n * s.oh * s.ow : pass == 1 ? s.n * s.h * s.w : s.kh * s.kw * s.c;
+    const std::int64_t N = pass == 1 ? s.c : s.oc;
+    const bool is_auto = tile == cuda::gemm_auto_tile(M, N);
+    // Inside the scope: the workspace is sized for the forced tile's split.
+    const cuda::ConvTileScope scope(tile);
+    auto ws_t = Tensor<float>::empty(Shape{std::max<std::int64_t>(1, cuda::conv2d_filter_workspace(s))}, Device::cuda(0));
+    time_device(state, [&] {
+        if (pass == 0) cuda::conv2d_forward(s, t.x.data(), t.w.data(), t.y.data());
+        else if (pass == 1) cuda::conv2d_backward_data(s, t.dy.data(), t.w.data(), t.dx.data());
+        else cuda::conv2d_backward_filter(s, t.x.data(), t.dy.data(), t.dw.data(), ws_t.data(), ws_t.numel());
+    });
+    state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+    state.SetLabel(conv_label(s, pass) + " " + cuda::gemm_tile_name(tile) + (is_auto ? " auto" : ""));
+}
+void conv_tile_args(benchmark::internal::Benchmark* b) {
+    for (int i = 0; i < 3; ++i)
+        for (int p = 0; p < 3; ++p)
+            for (auto t : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small})
+                b->Args({i, p, static_cast<int>(t)});
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+CUDA_BENCHMARK(BM_conv_tile)->Apply(conv_tile_args);
+
 struct CudnnConv {
     cudnnHandle_t h{};
     cudnnTensorDescriptor_t xd{}, yd{};

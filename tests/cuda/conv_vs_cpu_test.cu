@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -188,6 +189,43 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
 }
 #endif
 
+// The gathers' division by multiply-high against the / operator: every
+// divisor to 4096 and some large ones, numerators at and around multiples
+// of the divisor, random ones, and the largest, 2^31 - 1.
+void test_fast_div() {
+    Philox rng(2026, 13);
+    std::vector<std::int64_t> divisors;
+    for (std::int64_t d = 1; d <= 4096; ++d) divisors.push_back(d);
+    for (std::int64_t d : {65535LL, 65536LL, 65537LL, 1000003LL, (1LL << 30) - 1, 1LL << 30, (1LL << 30) + 1,
+                           (1LL << 31) - 2, (1LL << 31) - 1})
+        divisors.push_back(d);
+    for (int i = 0; i < 64; ++i) divisors.push_back(1 + std::int64_t(rng.next_u32() % ((1u << 31) - 1)));
+    long long bad = 0, checked = 0;
+    std::string first;
+    for (std::int64_t d : divisors) {
+        const cuda::conv_detail::FastDiv f(d);
+        auto check = [&](std::int64_t n) {
+            if (n < 0 || n > std::numeric_limits<int>::max()) return;
+            ++checked;
+            if (f.div(int(n)) != int(n / d) && bad++ == 0)
+                first = std::to_string(n) + " / " + std::to_string(d) + " gave " + std::to_string(f.div(int(n)));
+        };
+        for (std::int64_t q : {std::int64_t(0), std::int64_t(1), std::int64_t(2), std::int64_t(3), std::int64_t(1000),
+                               std::int64_t(std::numeric_limits<int>::max()) / d})
+            for (std::int64_t off : {-1, 0, 1}) check(q * d + off);
+        check(std::numeric_limits<int>::max());
+        for (int i = 0; i < 64; ++i) check(std::int64_t(rng.next_u32() & 0x7fffffffu));
+    }
+    expect(bad == 0, "FastDiv: " + std::to_string(bad) + " of " + std::to_string(checked) + " quotients wrong, first " + first);
+    bool refused = false;
+    try {
+        cuda::conv_detail::FastDiv zero(0);
+    } catch (const std::exception&) {
+        refused = true;
+    }
+    expect(refused, "FastDiv(0) is refused");
+}
+
 void test_conv(Philox& rng) {
     int cudnn_cases = 0;
     for (const Case& k : cases(rng)) {
@@ -206,27 +244,37 @@ void test_conv(Philox& rng) {
         auto gdw = Tensor<float>::empty(Shape{s.kh, s.kw, s.c, s.oc}, Device::cuda(0));
 
         std::vector<float> want(static_cast<std::size_t>(s.out_size()));
-        for (Epilogue e : {Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu}) {
-            cpu::conv2d_forward_ref(s, x.data(), w.data(), e == Epilogue::None ? nullptr : bias.data(), want.data(),
-                                    e == Epilogue::BiasRelu);
-            cuda_test::poison(gy);
-            ops::conv2d_forward(s, gx, gw, gy, e, e == Epilogue::None ? nullptr : &gb);
-            check_close(gy.to_vector(), want, 1e-5, "conv2d_forward " + what + " epilogue " + std::to_string(int(e)));
-        }
         std::vector<float> want_dx(static_cast<std::size_t>(s.in_size())), want_dw(static_cast<std::size_t>(s.kernel_size()));
         cpu::conv2d_backward_data_ref(s, dy.data(), w.data(), want_dx.data());
         cpu::conv2d_backward_filter_ref(s, x.data(), dy.data(), want_dw.data());
-        cuda_test::poison(gdx);
-        ops::conv2d_backward_data(s, gdy, gw, gdx);
-        check_close(gdx.to_vector(), want_dx, 1e-5, "conv2d_backward_data " + what);
-        // With and without a kept workspace (the layer's way and the launcher's scratch).
-        Tensor<float> ws;
-        for (int round = 0; round < 2; ++round) {
-            cuda_test::poison(gdw);
-            ops::conv2d_backward_filter(s, gx, gdy, gdw, round ? &ws : nullptr);
-            check_close(gdw.to_vector(), want_dw, 1e-5,
-                        "conv2d_backward_filter " + what + (round ? " (workspace)" : " (scratch)"));
-        }
+        // The three passes with the automatic tile, then (but for the large
+        // first case, slow on the emulation) with each tile forced: the
+        // automatic choice need not take every tile for every gather.
+        auto passes = [&](cuda::GemmTile tile) {
+            const cuda::ConvTileScope scope(tile);
+            const std::string at = what + " tile " + cuda::gemm_tile_name(tile);
+            for (Epilogue e : {Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu}) {
+                cpu::conv2d_forward_ref(s, x.data(), w.data(), e == Epilogue::None ? nullptr : bias.data(),
+                                        want.data(), e == Epilogue::BiasRelu);
+                cuda_test::poison(gy);
+                ops::conv2d_forward(s, gx, gw, gy, e, e == Epilogue::None ? nullptr : &gb);
+                check_close(gy.to_vector(), want, 1e-5, "conv2d_forward " + at + " epilogue " + std::to_string(int(e)));
+            }
+            cuda_test::poison(gdx);
+            ops::conv2d_backward_data(s, gdy, gw, gdx);
+            check_close(gdx.to_vector(), want_dx, 1e-5, "conv2d_backward_data " + at);
+            // With and without a kept workspace (the layer's way and the launcher's scratch).
+            Tensor<float> ws;
+            for (int round = 0; round < 2; ++round) {
+                cuda_test::poison(gdw);
+                ops::conv2d_backward_filter(s, gx, gdy, gdw, round ? &ws : nullptr);
+                check_close(gdw.to_vector(), want_dw, 1e-5,
+                            "conv2d_backward_filter " + at + (round ? " (workspace)" : " (scratch)"));
+            }
+        };
+        passes(cuda::GemmTile::Auto);
+        if (s.out_size() <= 200000 && s.in_size() <= 200000)
+            for (auto tile : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small}) passes(tile);
 #if CUMULUS_HAVE_CUDNN
         std::vector<float> ry, rdx, rdw;
         if (cudnn_reference(s, x, w, dy, ry, rdx, rdw)) {
@@ -385,6 +433,7 @@ int main() {
     if (cuda_test::no_device()) return cuda_test::kSkip;
     try {
         Philox rng(2026, 12);
+        test_fast_div();
         test_conv(rng);
         test_pool(rng);
         test_training(rng);

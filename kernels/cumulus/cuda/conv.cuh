@@ -42,78 +42,164 @@ namespace conv_detail {
 // times more); check_geometry keeps every tensor under 2^31 elements.
 using Index = int;
 
-// The geometry, as kernel arguments.
+// n / d for 0 <= n < 2^31 and 1 <= d < 2^31 with a multiply-high, a add
+// and a shift instead of a division (a 32-bit division by a value only
+// known at run time is some twenty instructions on the GPU). With
+// shift = ceil(log2 d) and mul = floor(2^32 (2^shift - d) / d) + 1,
+// q = (umulhi(n, mul) + n) >> shift = floor(n M / 2^(32 + shift)) for
+// M = floor(2^(32 + shift) / d) + 1, exact for every n < 2^32 (Granlund and
+// Montgomery 1994, the round-up method); n < 2^31 keeps the sum in 32 bits.
+struct FastDiv {
+    unsigned mul = 1, shift = 0;  // d = 1
+    FastDiv() = default;
+    explicit FastDiv(std::int64_t d) {
+        CUMULUS_CHECK(d >= 1 && d <= std::numeric_limits<int>::max(), "FastDiv: divisor ", d, " is not in [1, 2^31)");
+        while ((std::int64_t(1) << shift) < d) ++shift;
+        mul = static_cast<unsigned>(((std::uint64_t(1) << 32) * ((std::uint64_t(1) << shift) - std::uint64_t(d))) /
+                                        std::uint64_t(d) +
+                                    1);
+    }
+    __host__ __device__ __forceinline__ Index div(Index n) const {
+#if defined(__CUDA_ARCH__) || defined(CUMULUS_CUDA_EMULATION)
+        const unsigned hi = __umulhi(unsigned(n), mul);
+#else
+        const unsigned hi = unsigned((std::uint64_t(unsigned(n)) * mul) >> 32);
+#endif
+        return Index((hi + unsigned(n)) >> shift);
+    }
+};
+
+// The geometry, as kernel arguments, with the divisors the gathers use.
 struct Geometry {
     Index n, h, w, c, kh, kw, oc, sh, sw, oh, ow, pt, pl;
+    FastDiv by_ohw, by_ow, by_hw, by_w, by_kwc, by_kwo, by_c, by_oc, by_sh, by_sw;
 };
 
 inline Geometry geometry(const cpu::ConvShape& s) {
     auto i = [](std::int64_t v) { return static_cast<Index>(v); };
-    return {i(s.n), i(s.h), i(s.w), i(s.c), i(s.kh), i(s.kw), i(s.oc), i(s.sh), i(s.sw), i(s.oh), i(s.ow),
-            i(s.pt), i(s.pl)};
+    return {i(s.n),  i(s.h),  i(s.w),  i(s.c),  i(s.kh),  i(s.kw),
+            i(s.oc), i(s.sh), i(s.sw), i(s.oh), i(s.ow),  i(s.pt),
+            i(s.pl), FastDiv(s.oh * s.ow), FastDiv(s.ow), FastDiv(s.h * s.w), FastDiv(s.w), FastDiv(s.kw * s.c),
+            FastDiv(s.kw * s.oc), FastDiv(s.c), FastDiv(s.oc), FastDiv(s.sh), FastDiv(s.sw)};
 }
 
-// im2col(x)[p, k]: output pixel p = (n, oy, ox), k = (i, j, ci).
+// The operands of the implicit GEMM are gathers. Each splits its index
+// arithmetic in two: fixed(i) for the index a thread keeps through the whole
+// K loop (the row m of A, the column n of B: the block's thread count is a
+// multiple of BK and of BN, so a thread loads its A elements at one k
+// offset and its B elements at one n), computed once; step(k) for the
+// reduction index, once per K step; at(fixed, step) is then a few adds and
+// compares and one load. All three are called only inside the matrix.
+
+// im2col(x)[p, k], the forward pass's A: output pixel p = (n, oy, ox), tap
+// k = (i, j, ci).
 template <typename T>
 struct Im2col {
     const T* x;
     Geometry g;
-    __device__ __forceinline__ T operator()(std::int64_t p64, std::int64_t k64) const {
-        const Index p = Index(p64), k = Index(k64);
-        const Index n = p / (g.oh * g.ow), r = p - n * g.oh * g.ow;
-        const Index oy = r / g.ow, ox = r - oy * g.ow;
-        const Index i = k / (g.kw * g.c), r2 = k - i * g.kw * g.c;
-        const Index j = r2 / g.c, ci = r2 - j * g.c;
-        const Index iy = oy * g.sh - g.pt + i, ix = ox * g.sw - g.pl + j;
-        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return T(0);
-        return x[((n * g.h + iy) * g.w + ix) * g.c + ci];
+    struct Fixed {
+        Index pix, iy0, ix0;  // x offset of the tap (0, 0, 0) (may lie in the padding), its row and column
+    };
+    struct Step {
+        Index i, j, off;  // tap row and column, offset of the tap from tap (0, 0, 0)
+    };
+    __device__ __forceinline__ Fixed fixed(std::int64_t p64) const {
+        const Index p = Index(p64);
+        const Index n = g.by_ohw.div(p), r = p - n * g.oh * g.ow;
+        const Index oy = g.by_ow.div(r), ox = r - oy * g.ow;
+        const Index iy0 = oy * g.sh - g.pt, ix0 = ox * g.sw - g.pl;
+        return {n * g.h * g.w * g.c + (iy0 * g.w + ix0) * g.c, iy0, ix0};
+    }
+    __device__ __forceinline__ Step step(std::int64_t k64) const {
+        const Index k = Index(k64);
+        const Index i = g.by_kwc.div(k), r = k - i * g.kw * g.c;
+        const Index j = g.by_c.div(r), ci = r - j * g.c;
+        return {i, j, (i * g.w + j) * g.c + ci};
+    }
+    __device__ __forceinline__ T at(const Fixed& f, const Step& s) const {
+        const Index iy = f.iy0 + s.i, ix = f.ix0 + s.j;
+        if (unsigned(iy) >= unsigned(g.h) || unsigned(ix) >= unsigned(g.w)) return T(0);
+        return x[f.pix + s.off];
     }
 };
 
-// The same matrix read transposed: (k, p).
+// The same matrix read transposed, (k, p): the backward-filter pass's A,
+// whose rows are taps and whose reduction runs over output pixels.
 template <typename T>
 struct Im2colT {
     Im2col<T> a;
-    __device__ __forceinline__ T operator()(std::int64_t k, std::int64_t p) const { return a(p, k); }
+    using Fixed = typename Im2col<T>::Step;
+    using Step = typename Im2col<T>::Fixed;
+    __device__ __forceinline__ Fixed fixed(std::int64_t k) const { return a.step(k); }
+    __device__ __forceinline__ Step step(std::int64_t p) const { return a.fixed(p); }
+    __device__ __forceinline__ T at(const Fixed& f, const Step& s) const { return a.at(s, f); }
 };
 
-// A row-major matrix with leading dimension ld.
+// A row-major K x N matrix with leading dimension ld, as the B operand
+// (the weights of the forward pass, dy of the backward-filter pass).
 template <typename T>
 struct Dense {
     const T* p;
     std::int64_t ld;
-    __device__ __forceinline__ T operator()(std::int64_t r, std::int64_t c) const { return p[r * ld + c]; }
+    using Fixed = std::int64_t;  // the column
+    using Step = std::int64_t;   // the row's offset
+    __device__ __forceinline__ Fixed fixed(std::int64_t n) const { return n; }
+    __device__ __forceinline__ Step step(std::int64_t k) const { return k * ld; }
+    __device__ __forceinline__ T at(Fixed f, Step s) const { return p[s + f]; }
 };
 
-// D[q, (i, j, o)]: dy at the output pixel whose tap (i, j) reads input pixel q.
+// D[q, (i, j, o)], the backward-data pass's A: dy at the output pixel whose
+// tap (i, j) reads input pixel q (0 when there is none).
 template <typename T>
 struct DyTaps {
     const T* dy;
     Geometry g;
-    __device__ __forceinline__ T operator()(std::int64_t q64, std::int64_t k64) const {
-        const Index q = Index(q64), k = Index(k64);
-        const Index n = q / (g.h * g.w), r = q - n * g.h * g.w;
-        const Index iy = r / g.w, ix = r - iy * g.w;
-        const Index i = k / (g.kw * g.oc), r2 = k - i * g.kw * g.oc;
-        const Index j = r2 / g.oc, o = r2 - j * g.oc;
-        const Index ty = iy + g.pt - i, tx = ix + g.pl - j;
-        if (ty < 0 || tx < 0 || ty % g.sh != 0 || tx % g.sw != 0) return T(0);
-        const Index oy = ty / g.sh, ox = tx / g.sw;
+    struct Fixed {
+        Index ybase, ty0, tx0;  // dy offset of image n; iy + pt, ix + pl
+    };
+    struct Step {
+        Index i, j, o;
+    };
+    __device__ __forceinline__ Fixed fixed(std::int64_t q64) const {
+        const Index q = Index(q64);
+        const Index n = g.by_hw.div(q), r = q - n * g.h * g.w;
+        const Index iy = g.by_w.div(r), ix = r - iy * g.w;
+        return {n * g.oh * g.ow * g.oc, iy + g.pt, ix + g.pl};
+    }
+    __device__ __forceinline__ Step step(std::int64_t k64) const {
+        const Index k = Index(k64);
+        const Index i = g.by_kwo.div(k), r = k - i * g.kw * g.oc;
+        const Index j = g.by_oc.div(r), o = r - j * g.oc;
+        return {i, j, o};
+    }
+    __device__ __forceinline__ T at(const Fixed& f, const Step& s) const {
+        const Index ty = f.ty0 - s.i, tx = f.tx0 - s.j;
+        if (ty < 0 || tx < 0) return T(0);
+        Index oy = ty, ox = tx;
+        if (g.sh != 1 || g.sw != 1) {
+            oy = g.by_sh.div(ty);
+            ox = g.by_sw.div(tx);
+            if (oy * g.sh != ty || ox * g.sw != tx) return T(0);
+        }
         if (oy >= g.oh || ox >= g.ow) return T(0);
-        return dy[((n * g.oh + oy) * g.ow + ox) * g.oc + o];
+        return dy[f.ybase + (oy * g.ow + ox) * g.oc + s.o];
     }
 };
 
-// W'[(i, j, o), c] = w[i, j, c, o].
+// W'[(i, j, o), c] = w[i, j, c, o], the backward-data pass's B.
 template <typename T>
 struct KernelT {
     const T* w;
     Geometry g;
-    __device__ __forceinline__ T operator()(std::int64_t k64, std::int64_t c64) const {
-        const Index k = Index(k64), c = Index(c64);
-        const Index ij = k / g.oc, o = k - ij * g.oc;
-        return w[(ij * g.c + c) * g.oc + o];
+    using Fixed = Index;  // c * oc
+    using Step = Index;   // offset of (i, j, 0, o)
+    __device__ __forceinline__ Fixed fixed(std::int64_t c) const { return Index(c) * g.oc; }
+    __device__ __forceinline__ Step step(std::int64_t k64) const {
+        const Index k = Index(k64);
+        const Index ij = g.by_oc.div(k), o = k - ij * g.oc;
+        return ij * g.c * g.oc + o;
     }
+    __device__ __forceinline__ T at(Fixed f, Step s) const { return w[s + f]; }
 };
 
 }  // namespace conv_detail
@@ -121,10 +207,11 @@ struct KernelT {
 // ---------------------------------------------------------------- kernels
 
 // C(M, N) [+ split * split_stride] = epi(op A(M, K) . B(K, N)) over the K range
-// of split blockIdx.z ([z * k_split, (z + 1) * k_split) of [0, K)). ga(m, k)
-// and gb(k, n) fetch one element each and are called only inside the matrix.
+// of split blockIdx.z ([z * k_split, (z + 1) * k_split) of [0, K)). ga and gb
+// are gathers (see conv_detail): A[m, k] = ga.at(ga.fixed(m), ga.step(k)),
+// B[k, n] = gb.at(gb.fixed(n), gb.step(k)).
 template <typename Cfg, typename T, typename GA, typename GB>
-__global__ void __launch_bounds__(Cfg::kThreads)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     implicit_gemm_kernel(std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t k_split, GA ga, GB gb,
                          T* __restrict__ C, std::int64_t ldc, std::int64_t split_stride, int epilogue,
                          const T* __restrict__ bias) {
@@ -143,23 +230,36 @@ __global__ void __launch_bounds__(Cfg::kThreads)
     const std::int64_t ke = kb + k_split < K ? kb + k_split : K;
     T* out = C + std::int64_t(blockIdx.z) * split_stride;
 
-    T ra[A_PER], rb[B_PER];
-    // A: consecutive threads take consecutive k (the channel runs of x are contiguous);
-    // B: consecutive n (rows of W are contiguous).
-    auto load_tiles = [&](std::int64_t k0) {
+    static_assert(THREADS % BK == 0 && THREADS % BN == 0, "a thread loads A at one k offset and B at one column");
+    // A: consecutive threads take consecutive k (the channel runs of x are
+    // contiguous), each thread the rows tid / BK + p * THREADS / BK at k
+    // offset tid % BK; B: consecutive n (rows of W are contiguous), each
+    // thread the column tid % BN at the k offsets tid / BN + p * THREADS / BN.
+    const int a_k = tid % BK, b_n = tid % BN;
+    typename GA::Fixed fa[A_PER];
+    bool a_in[A_PER];
 #pragma unroll
-        for (int p = 0; p < A_PER; ++p) {
-            const int e = tid + p * THREADS;
-            const int kk = e % BK, mm = e / BK;
-            const std::int64_t m = m0 + mm, k = k0 + kk;
-            ra[p] = (e < BM * BK && m < M && k < ke) ? ga(m, k) : T(0);
-        }
+    for (int p = 0; p < A_PER; ++p) {
+        const int e = tid + p * THREADS;
+        const std::int64_t m = m0 + e / BK;
+        a_in[p] = e < BM * BK && m < M;
+        fa[p] = a_in[p] ? ga.fixed(m) : typename GA::Fixed{};
+    }
+    const bool b_in = n0 + b_n < N;
+    const typename GB::Fixed fb = b_in ? gb.fixed(n0 + b_n) : typename GB::Fixed{};
+
+    T ra[A_PER], rb[B_PER];
+    auto load_tiles = [&](std::int64_t k0) {
+        const std::int64_t ka = k0 + a_k;
+        const bool ka_in = ka < ke;
+        const typename GA::Step sa = ka_in ? ga.step(ka) : typename GA::Step{};
+#pragma unroll
+        for (int p = 0; p < A_PER; ++p) ra[p] = a_in[p] && ka_in ? ga.at(fa[p], sa) : T(0);
 #pragma unroll
         for (int p = 0; p < B_PER; ++p) {
             const int e = tid + p * THREADS;
-            const int nn = e % BN, kk = e / BN;
-            const std::int64_t n = n0 + nn, k = k0 + kk;
-            rb[p] = (e < BK * BN && n < N && k < ke) ? gb(k, n) : T(0);
+            const std::int64_t k = k0 + e / BN;
+            rb[p] = e < BK * BN && b_in && k < ke ? gb.at(fb, gb.step(k)) : T(0);
         }
     };
     auto store_tiles = [&](int buf) {
@@ -228,7 +328,24 @@ __global__ void sum_splits_kernel(const T* __restrict__ parts, std::int64_t spli
 
 namespace conv_detail {
 
-// The tile for an M x N output: the largest whose grid still fills the device.
+// The medium tile, with three resident blocks per SM asked of ptxas: left to
+// itself it gives the backward-data gathers 64 registers and spills one,
+// reloaded every K step (tests/cuda/kernel_resources.py shows it).
+using ConvMedium = GemmConfig<64, 64, 16, 4, 4, 3>;
+
+// The tile every convolution pass on this thread takes, Auto (the default)
+// for gemm_auto_tile's choice; for tests and benchmarks, through ConvTileScope.
+inline GemmTile& conv_tile_override() {
+    thread_local GemmTile t = GemmTile::Auto;
+    return t;
+}
+
+// The tile for an M x N output: gemm_auto_tile's, unless a ConvTileScope says otherwise.
+inline GemmTile conv_tile(std::int64_t M, std::int64_t N) {
+    const GemmTile t = conv_tile_override();
+    return t == GemmTile::Auto ? gemm_auto_tile(M, N) : t;
+}
+
 template <typename T, typename GA, typename GB>
 void implicit_gemm(std::int64_t M, std::int64_t N, std::int64_t K, GA ga, GB gb, T* C, std::int64_t ldc,
                    Epilogue epi, const T* bias, std::int64_t splits, std::int64_t split_stride, cudaStream_t stream) {
@@ -245,9 +362,9 @@ void implicit_gemm(std::int64_t M, std::int64_t N, std::int64_t K, GA ga, GB gb,
                                                                                  split_stride, int(epi), bias);
         CUMULUS_CUDA_CHECK_LAUNCH();
     };
-    switch (gemm_auto_tile(M, N)) {
+    switch (conv_tile(M, N)) {
         case GemmTile::Large: launch(GemmLarge{}); break;
-        case GemmTile::Medium: launch(GemmMedium{}); break;
+        case GemmTile::Medium: launch(ConvMedium{}); break;
         default: launch(GemmSmall{}); break;
     }
 }
@@ -265,6 +382,22 @@ inline void check_geometry(const cpu::ConvShape& s, const char* op) {
 }
 
 }  // namespace conv_detail
+
+// While one lives, every convolution pass on this thread uses `tile` (Auto:
+// the automatic choice) instead of gemm_auto_tile's: for tests and
+// benchmarks, as gemm_with_tile is for GEMMs. Scopes nest.
+class ConvTileScope {
+public:
+    explicit ConvTileScope(GemmTile tile) : saved_(conv_detail::conv_tile_override()) {
+        conv_detail::conv_tile_override() = tile;
+    }
+    ~ConvTileScope() { conv_detail::conv_tile_override() = saved_; }
+    ConvTileScope(const ConvTileScope&) = delete;
+    ConvTileScope& operator=(const ConvTileScope&) = delete;
+
+private:
+    GemmTile saved_;
+};
 
 // y = epilogue(conv(x, w) [+ bias]), as cpu::conv2d_forward; device pointers.
 template <typename T>
@@ -294,7 +427,7 @@ void conv2d_backward_data(const cpu::ConvShape& s, const T* dy, const T* w, T* d
 // pixels.
 inline std::int64_t conv2d_filter_splits(const cpu::ConvShape& s) {
     const std::int64_t P = s.n * s.oh * s.ow, K = s.kh * s.kw * s.c;
-    const GemmTile t = gemm_auto_tile(K, s.oc);
+    const GemmTile t = conv_detail::conv_tile(K, s.oc);
     const std::int64_t bm = t == GemmTile::Large ? GemmLarge::BM : t == GemmTile::Medium ? GemmMedium::BM : GemmSmall::BM;
     const std::int64_t bn = t == GemmTile::Large ? GemmLarge::BN : t == GemmTile::Medium ? GemmMedium::BN : GemmSmall::BN;
     const std::int64_t tiles = ceil_div(K, bm) * ceil_div(s.oc, bn);

@@ -32,8 +32,11 @@
 
 namespace cumulus::cuda {
 
-template <int BM_, int BN_, int BK_, int TM_, int TN_>
+template <int BM_, int BN_, int BK_, int TM_, int TN_, int MIN_BLOCKS_ = 0>
 struct GemmConfig {
+    // Resident blocks per SM that __launch_bounds__ asks ptxas to fit (it
+    // then caps the registers); 0 leaves the register count to ptxas.
+    static constexpr int kMinBlocks = MIN_BLOCKS_;
     static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
     static constexpr int kThreads = (BM / TM) * (BN / TN);
     static constexpr int VM = TM < 4 ? TM : 4;  // vector width of a thread's row group
@@ -157,7 +160,7 @@ __device__ __forceinline__ int tile_col(int j, int tx) {
 }  // namespace detail
 
 template <typename Cfg, bool TA, bool TB, typename T>
-__global__ void __launch_bounds__(Cfg::kThreads)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     gemm_kernel(std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* __restrict__ A, std::int64_t lda,
                 const T* __restrict__ B, std::int64_t ldb, T beta, T* __restrict__ C, std::int64_t ldc,
                 int epilogue, const T* __restrict__ bias, bool vec_a, bool vec_b) {
@@ -289,12 +292,18 @@ void gemm_launch(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t 
 
 }  // namespace detail
 
-// The tile the automatic choice takes for an M x N product.
+// The tile the automatic choice takes for an M x N product: the largest
+// whose grid still has a block for every SM and which computes at most 1/8
+// more outputs, rounded up to whole tiles, than the smallest tile does (a
+// 128-wide tile on a 32-column product would do four times the arithmetic).
 inline GemmTile gemm_auto_tile(std::int64_t M, std::int64_t N) {
     const std::int64_t sms = device_properties().multiProcessorCount;
     auto blocks = [&](std::int64_t bm, std::int64_t bn) { return ceil_div(M, bm) * ceil_div(N, bn); };
-    if (blocks(GemmLarge::BM, GemmLarge::BN) >= sms) return GemmTile::Large;
-    if (blocks(GemmMedium::BM, GemmMedium::BN) >= sms) return GemmTile::Medium;
+    auto padded = [&](std::int64_t bm, std::int64_t bn) { return blocks(bm, bn) * bm * bn; };
+    const std::int64_t least = padded(GemmSmall::BM, GemmSmall::BN);
+    auto fits = [&](std::int64_t bm, std::int64_t bn) { return blocks(bm, bn) >= sms && padded(bm, bn) * 8 <= least * 9; };
+    if (fits(GemmLarge::BM, GemmLarge::BN)) return GemmTile::Large;
+    if (fits(GemmMedium::BM, GemmMedium::BN)) return GemmTile::Medium;
     return GemmTile::Small;
 }
 
