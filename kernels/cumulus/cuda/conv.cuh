@@ -16,12 +16,14 @@
 // The tile machinery is gemm.cuh's (FP32 SIMT, double-buffered shared
 // memory, a TM x TN register block per thread); what differs is how a tile
 // is fetched: a gather functor per operand, element by element, zero past
-// the edges and in the padding. Counted work at the Deep-MNIST shapes (batch
+// the edges and in the padding, with the index arithmetic split so that the
+// K loop pays for one tap (or pixel) decomposition per step, by
+// multiply-high, and a few adds per element (see conv_detail). Counted work at the Deep-MNIST shapes (batch
 // 100): 28x28x1->32 5x5 is 0.13 GFLOP a pass, 14x14x32->64 5x5 is 2.0 GFLOP;
 // the minimum traffic is a few MB, so these are arithmetic-bound.
 //
 // Not yet run on a GPU (written on a machine without one): tests/cuda/conv_vs_cpu_test.cu
-// and the conv cases of benchmarks/cuda_bench.cu are what check and time it.
+// and benchmarks/cuda_conv_bench.cu are what check and time it.
 #pragma once
 
 #include <cstdint>

@@ -18,8 +18,9 @@
 // (and all four elements are inside the matrix); elsewhere scalar, with
 // zero fill past the edges, so any M, N, K works.
 //
-// Three tile shapes; the largest that still gives one block per SM is used
-// (the MLP's M = 128 products need the small ones to fill the chip).
+// Three tile shapes; gemm_auto_tile takes the largest that still gives
+// every SM a block (the MLP's M = 128 products need the small ones to fill
+// the chip) without padding the output much more than the small tile does.
 #pragma once
 
 #include <cstdint>
