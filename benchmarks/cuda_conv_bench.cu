@@ -108,10 +108,7 @@ void BM_conv_tile(benchmark::State& state) {
     const int pass = int(state.range(1));
     const auto tile = static_cast<cuda::GemmTile>(state.range(2));
     ConvOperands t(s);
-    // The product each pass computes, M x N, as conv.cuh's launchers pick the tile for it.
-    const std::int64_t M = pass == 0 ? s.n * s.oh * s.ow : pass == 1 ? s.n * s.h * s.w : s.kh * s.kw * s.c;
-    const std::int64_t N = pass == 1 ? s.c : s.oc;
-    const bool is_auto = tile == cuda::gemm_auto_tile(M, N);
+    const bool is_auto = tile == cuda::conv2d_pass_tile(s, static_cast<cuda::ConvPass>(pass));
     // Inside the scope: the workspace is sized for the forced tile's split.
     const cuda::ConvTileScope scope(tile);
     auto ws_t = Tensor<float>::empty(Shape{std::max<std::int64_t>(1, cuda::conv2d_filter_workspace(s))}, Device::cuda(0));

@@ -396,6 +396,42 @@ void test_filter_workspace() {
     expect(std::all_of(got.begin(), got.end(), [](float v) { return v == 0.0f; }), "zero data, zero filter gradient");
 }
 
+// Geometries whose products reach 2^31 are refused with the product named,
+// before a launch, even where no tensor is large: an empty batch of huge
+// images (whose H*W a gather divides by) and a huge kernel.
+void test_geometry_limits() {
+    auto message = [](auto&& call) {
+        try {
+            call();
+        } catch (const std::exception& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    float* none = nullptr;
+    const auto huge = cpu::conv_shape(0, 50000, 50000, 1, 3, 3, 8, 1, 1, cpu::Padding::Same);  // H*W = 2.5e9
+    auto got = message([&] { cuda::conv2d_backward_filter(huge, none, none, none); });
+    expect(got.find("cuda::conv2d_backward_filter: H*W (an image) must be under 2^31") != std::string::npos,
+           "an empty batch of 50000x50000 images is refused for H*W, got '" + got + "'");
+    got = message([&] { cuda::conv2d_forward(huge, none, none, none); });
+    expect(got.find("cuda::conv2d_forward: H*W (an image) must be under 2^31") != std::string::npos,
+           "and by the forward pass, got '" + got + "'");
+    const auto wide = cpu::conv_shape(1, 8, 8, 65536, 3, 3, 4096, 1, 1, cpu::Padding::Same);  // 2.4e9 weights
+    got = message([&] { cuda::conv2d_backward_data(wide, none, none, none); });
+    expect(got.find("KH*KW*C*O (the kernel) must be under 2^31") != std::string::npos,
+           "a 3x3x65536x4096 kernel is refused, got '" + got + "'");
+    // Factors that would overflow 64 bits when multiplied are refused too.
+    auto overflow = cpu::conv_shape(1, 8, 8, 1, 1, 1, 1, 1, 1, cpu::Padding::Valid);
+    overflow.h = overflow.w = std::int64_t(1) << 40;
+    got = message([&] { cuda::conv2d_forward(overflow, none, none, none); });
+    expect(got.find("N*H*W*C (the input) must be under 2^31") != std::string::npos,
+           "2^40 x 2^40 images are refused, got '" + got + "'");
+    // Just under the limits passes the check (n = 0: nothing to launch).
+    const auto edge = cpu::conv_shape(0, 46340, 46340, 1, 1, 1, 1, 1, 1, cpu::Padding::Valid);  // H*W = 2^31 - 9.5e4
+    got = message([&] { cuda::conv2d_forward(edge, none, none, none); });
+    expect(got == "no error", "46340x46340 images pass the geometry check, got '" + got + "'");
+}
+
 // More output-row tiles than a grid's y dimension holds (65535 of 128 rows):
 // the implicit GEMM puts its tiles on grid.x. A 1x1 convolution of 4 images
 // of 1460 x 1460 is an 8.5M x 1 product. Not on the emulation (66,613
@@ -438,6 +474,7 @@ int main() {
         test_pool(rng);
         test_training(rng);
         test_filter_workspace();
+        test_geometry_limits();
         test_many_row_tiles(rng);
         cuda::synchronize();
     } catch (const std::exception& e) {

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 
@@ -376,11 +377,30 @@ inline void check_geometry(const cpu::ConvShape& s, const char* op) {
                       s.sw > 0 && s.oh > 0 && s.ow > 0,
                   op, ": bad geometry n=", s.n, " h=", s.h, " w=", s.w, " c=", s.c, " k=", s.kh, "x", s.kw,
                   " -> ", s.oh, "x", s.ow, "x", s.oc);
+    // The gathers index in 32 bits and divide by these products (FastDiv);
+    // each is checked factor by factor, so that none overflows on the way.
     constexpr std::int64_t kMax = std::numeric_limits<int>::max();
-    CUMULUS_CHECK(s.in_size() < kMax && s.out_size() < kMax && s.kernel_size() < kMax &&
-                      s.n * s.oh * s.ow * s.kh * s.kw < kMax,
-                  op, ": tensors of 2^31 elements or more are not supported (input ", s.in_size(), ", output ",
-                  s.out_size(), ")");
+    auto under = [&](std::initializer_list<std::int64_t> factors) {
+        std::int64_t p = 1;
+        for (const std::int64_t f : factors) {
+            if (f > kMax || (f > 0 && p > (kMax - 1) / f)) return false;
+            p *= f;
+        }
+        return true;
+    };
+    const struct {
+        const char* what;
+        bool ok;
+    } limits[] = {{"N*H*W*C (the input)", under({s.n, s.h, s.w, s.c})},
+                  {"H*W (an image)", under({s.h, s.w})},
+                  {"N*OH*OW*O (the output)", under({s.n, s.oh, s.ow, s.oc})},
+                  {"OH*OW (an output image)", under({s.oh, s.ow})},
+                  {"KH*KW*C*O (the kernel)", under({s.kh, s.kw, s.c, s.oc})},
+                  {"N*OH*OW*KH*KW (the taps)", under({s.n, s.oh, s.ow, s.kh, s.kw})}};
+    for (const auto& l : limits)
+        CUMULUS_CHECK(l.ok, op, ": ", l.what, " must be under 2^31 for n=", s.n, " ", s.h, "x", s.w, "x", s.c,
+                      " k=", s.kh, "x", s.kw, " -> ", s.oh, "x", s.ow, "x", s.oc,
+                      " (the gathers index in 32 bits); split the batch or the image");
 }
 
 }  // namespace conv_detail
@@ -401,6 +421,31 @@ private:
     GemmTile saved_;
 };
 
+// The three passes of a convolution, and the GEMM each computes: an M x N
+// output over a K-long reduction (the table at the top of this file).
+enum class ConvPass { Forward, BackwardData, BackwardFilter };
+
+struct ConvProduct {
+    std::int64_t m, n, k;
+};
+
+inline ConvProduct conv2d_pass_product(const cpu::ConvShape& s, ConvPass pass) {
+    switch (pass) {
+        case ConvPass::Forward: return {s.n * s.oh * s.ow, s.oc, s.kh * s.kw * s.c};
+        case ConvPass::BackwardData: return {s.n * s.h * s.w, s.c, s.kh * s.kw * s.oc};
+        case ConvPass::BackwardFilter: return {s.kh * s.kw * s.c, s.oc, s.n * s.oh * s.ow};
+    }
+    CUMULUS_CHECK(false, "conv2d_pass_product: unknown pass ", int(pass));
+    return {0, 0, 0};
+}
+
+// The tile a pass takes: gemm_auto_tile's for its product, or a
+// ConvTileScope's while one lives.
+inline GemmTile conv2d_pass_tile(const cpu::ConvShape& s, ConvPass pass) {
+    const ConvProduct p = conv2d_pass_product(s, pass);
+    return conv_detail::conv_tile(p.m, p.n);
+}
+
 // y = epilogue(conv(x, w) [+ bias]), as cpu::conv2d_forward; device pointers.
 template <typename T>
 void conv2d_forward(const cpu::ConvShape& s, const T* x, const T* w, T* y, Epilogue epilogue = Epilogue::None,
@@ -409,8 +454,9 @@ void conv2d_forward(const cpu::ConvShape& s, const T* x, const T* w, T* y, Epilo
     if (s.n == 0) return;
     CUMULUS_CHECK(epilogue == Epilogue::None || bias != nullptr, "cuda::conv2d_forward: the bias epilogue needs a bias");
     const auto g = conv_detail::geometry(s);
-    conv_detail::implicit_gemm<T>(s.n * s.oh * s.ow, s.oc, s.kh * s.kw * s.c, conv_detail::Im2col<T>{x, g},
-                                  conv_detail::Dense<T>{w, s.oc}, y, s.oc, epilogue, bias, 1, 0, stream);
+    const ConvProduct p = conv2d_pass_product(s, ConvPass::Forward);
+    conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::Im2col<T>{x, g}, conv_detail::Dense<T>{w, s.oc}, y,
+                                  s.oc, epilogue, bias, 1, 0, stream);
 }
 
 // dx = dL/dx from dy = dL/d(pre-activation output), as cpu::conv2d_backward_data.
@@ -420,21 +466,20 @@ void conv2d_backward_data(const cpu::ConvShape& s, const T* dy, const T* w, T* d
     conv_detail::check_geometry(s, "cuda::conv2d_backward_data");
     if (s.n == 0) return;
     const auto g = conv_detail::geometry(s);
-    conv_detail::implicit_gemm<T>(s.n * s.h * s.w, s.c, s.kh * s.kw * s.oc, conv_detail::DyTaps<T>{dy, g},
-                                  conv_detail::KernelT<T>{w, g}, dx, s.c, Epilogue::None, nullptr, 1, 0, stream);
+    const ConvProduct p = conv2d_pass_product(s, ConvPass::BackwardData);
+    conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTaps<T>{dy, g}, conv_detail::KernelT<T>{w, g}, dx,
+                                  s.c, Epilogue::None, nullptr, 1, 0, stream);
 }
 
 // The split of the reduction over output pixels in the backward-filter
 // product: enough blocks for about two per SM, each summing at least 256
 // pixels.
 inline std::int64_t conv2d_filter_splits(const cpu::ConvShape& s) {
-    const std::int64_t P = s.n * s.oh * s.ow, K = s.kh * s.kw * s.c;
-    const GemmTile t = conv_detail::conv_tile(K, s.oc);
-    const std::int64_t bm = t == GemmTile::Large ? GemmLarge::BM : t == GemmTile::Medium ? GemmMedium::BM : GemmSmall::BM;
-    const std::int64_t bn = t == GemmTile::Large ? GemmLarge::BN : t == GemmTile::Medium ? GemmMedium::BN : GemmSmall::BN;
-    const std::int64_t tiles = ceil_div(K, bm) * ceil_div(s.oc, bn);
+    const ConvProduct p = conv2d_pass_product(s, ConvPass::BackwardFilter);
+    const auto tile = gemm_tile_dims(conv2d_pass_tile(s, ConvPass::BackwardFilter));
+    const std::int64_t tiles = ceil_div(p.m, tile.bm) * ceil_div(p.n, tile.bn);
     const std::int64_t want = ceil_div(2 * std::int64_t(device_properties().multiProcessorCount), tiles);
-    std::int64_t splits = want < ceil_div(P, 256) ? want : ceil_div(P, 256);
+    std::int64_t splits = want < ceil_div(p.k, 256) ? want : ceil_div(p.k, 256);
     return splits < 1 ? 1 : splits > 1024 ? 1024 : splits;
 }
 
@@ -452,21 +497,22 @@ template <typename T>
 void conv2d_backward_filter(const cpu::ConvShape& s, const T* x, const T* dy, T* dw, T* workspace = nullptr,
                             std::int64_t workspace_elems = 0, cudaStream_t stream = current_stream()) {
     conv_detail::check_geometry(s, "cuda::conv2d_backward_filter");
-    const std::int64_t K = s.kernel_size() / s.oc, P = s.n * s.oh * s.ow, KO = s.kernel_size();
+    const ConvProduct p = conv2d_pass_product(s, ConvPass::BackwardFilter);
+    const std::int64_t KO = s.kernel_size();
     const auto g = conv_detail::geometry(s);
     const conv_detail::Im2colT<T> a{conv_detail::Im2col<T>{x, g}};
     const conv_detail::Dense<T> b{dy, s.oc};
-    const std::int64_t splits = P == 0 ? 1 : conv2d_filter_splits(s);
+    const std::int64_t splits = p.k == 0 ? 1 : conv2d_filter_splits(s);
     if (splits == 1) {
-        // P == 0 too: the kernel writes zeros.
-        conv_detail::implicit_gemm<T>(K, s.oc, P, a, b, dw, s.oc, Epilogue::None, nullptr, 1, 0, stream);
+        // No pixels (n == 0) too: the kernel writes zeros.
+        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, a, b, dw, s.oc, Epilogue::None, nullptr, 1, 0, stream);
         return;
     }
     CUMULUS_CHECK(!workspace || workspace_elems >= splits * KO, "cuda::conv2d_backward_filter: the workspace holds ",
                   workspace_elems, " elements; this geometry needs ", splits * KO, " (conv2d_filter_workspace)");
     Scratch<T> own(workspace ? 0 : static_cast<std::size_t>(splits * KO), stream);
     T* parts = workspace ? workspace : own.get();
-    conv_detail::implicit_gemm<T>(K, s.oc, P, a, b, parts, s.oc, Epilogue::None, nullptr, splits, KO, stream);
+    conv_detail::implicit_gemm<T>(p.m, p.n, p.k, a, b, parts, s.oc, Epilogue::None, nullptr, splits, KO, stream);
     sum_splits_kernel<<<grid_for(KO), kThreads, 0, stream>>>(parts, splits, KO, dw);
     CUMULUS_CUDA_CHECK_LAUNCH();
 }

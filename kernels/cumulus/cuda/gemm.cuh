@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 
@@ -260,6 +261,21 @@ inline const char* gemm_tile_name(GemmTile t) {
     return "?";
 }
 
+// The output block of a tile (Auto has none: resolve it with gemm_auto_tile first).
+struct GemmTileDims {
+    std::int64_t bm, bn;
+};
+inline GemmTileDims gemm_tile_dims(GemmTile t) {
+    switch (t) {
+        case GemmTile::Large: return {GemmLarge::BM, GemmLarge::BN};
+        case GemmTile::Medium: return {GemmMedium::BM, GemmMedium::BN};
+        case GemmTile::Small: return {GemmSmall::BM, GemmSmall::BN};
+        case GemmTile::Auto: break;
+    }
+    CUMULUS_CHECK(false, "gemm_tile_dims: GemmTile::Auto has no dimensions; resolve it with gemm_auto_tile");
+    return {0, 0};
+}
+
 namespace detail {
 
 inline bool aligned16(const void* p, std::int64_t ld, std::size_t elem) {
@@ -301,10 +317,12 @@ inline GemmTile gemm_auto_tile(std::int64_t M, std::int64_t N) {
     const std::int64_t sms = device_properties().multiProcessorCount;
     auto blocks = [&](std::int64_t bm, std::int64_t bn) { return ceil_div(M, bm) * ceil_div(N, bn); };
     auto padded = [&](std::int64_t bm, std::int64_t bn) { return blocks(bm, bn) * bm * bn; };
-    const std::int64_t least = padded(GemmSmall::BM, GemmSmall::BN);
-    auto fits = [&](std::int64_t bm, std::int64_t bn) { return blocks(bm, bn) >= sms && padded(bm, bn) * 8 <= least * 9; };
-    if (fits(GemmLarge::BM, GemmLarge::BN)) return GemmTile::Large;
-    if (fits(GemmMedium::BM, GemmMedium::BN)) return GemmTile::Medium;
+    const auto small = gemm_tile_dims(GemmTile::Small);
+    const std::int64_t least = padded(small.bm, small.bn);
+    for (const GemmTile t : {GemmTile::Large, GemmTile::Medium}) {
+        const auto d = gemm_tile_dims(t);
+        if (blocks(d.bm, d.bn) >= sms && padded(d.bm, d.bn) * 8 <= least * 9) return t;
+    }
     return GemmTile::Small;
 }
 
