@@ -3,13 +3,14 @@
 # and otherwise exits with the skip code, saying why. Not in a sanitized
 # build: nvcc code is not instrumented (as for cumulus_add_program).
 if(CUMULUS_HAS_CUDA AND NOT CUMULUS_SANITIZE)
+  set(cumulus_cuda_test_definitions CUMULUS_WITH_CUDA=1 CUMULUS_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/../shared/data"
+      CUMULUS_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   # cumulus_add_cuda_test(NAME SOURCE [LIBS ...])
   function(cumulus_add_cuda_test name source)
     cmake_parse_arguments(T "" "" "LIBS" ${ARGN})
     add_executable(${name} ${source})
-    target_compile_definitions(${name} PRIVATE CUMULUS_WITH_CUDA=1
-      CUMULUS_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/../shared/data" CUMULUS_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
-    target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --extended-lambda>)
+    target_compile_definitions(${name} PRIVATE ${cumulus_cuda_test_definitions})
+    target_compile_options(${name} PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:${CUMULUS_NVCC_OPTIONS}>")
     set_target_properties(${name} PROPERTIES CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON)
     target_link_libraries(${name} PRIVATE cumulus::cumulus cumulus_dev_flags cumulus_test_flags CUDA::cudart ${T_LIBS})
     add_test(NAME ${name} COMMAND ${name})
@@ -27,18 +28,30 @@ if(CUMULUS_HAS_CUDA AND NOT CUMULUS_SANITIZE)
     cumulus_add_cuda_test(cuda_conv_vs_cpu_test ${CMAKE_CURRENT_LIST_DIR}/conv_vs_cpu_test.cu)
   endif()
 
-  # What ptxas makes of every kernel the tests above launch, for sm_90 at -O3
-  # as the GPU build compiles them (no GPU needed; about 50 s of CPU): no
-  # spills or stack frames, launch bounds that hold, every kernel of
+  # What ptxas makes of every kernel the tests above launch, for sm_90 with
+  # the GPU build's flags (no GPU needed; about 50 s of CPU): no spills or
+  # stack frames, launch bounds that hold, every kernel of
   # kernels/cumulus/cuda/ compiled by some test. Prints a register / shared
   # memory / blocks-per-SM table. Label cuda-static: it runs without a GPU.
+  # The nvcc flags come from here, one per line, in kernel_resources.flags
+  # (also for running the script by hand, e.g. with --cuobjdump).
   find_package(Python3 COMPONENTS Interpreter QUIET)
   if(Python3_Interpreter_FOUND AND "90" IN_LIST CMAKE_CUDA_ARCHITECTURES)
+    set(std_flag "${CMAKE_CUDA20_STANDARD_COMPILE_OPTION}")
+    if(NOT std_flag)
+      set(std_flag -std=c++20)
+    endif()
+    set(flags ${std_flag} ${CUMULUS_CUDA_RELEASE_FLAGS} ${CUMULUS_NVCC_OPTIONS})
+    foreach(d IN LISTS cumulus_cuda_test_definitions)
+      list(APPEND flags "-D${d}")
+    endforeach()
+    list(JOIN flags "\n" flags_text)
+    file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/kernel_resources.flags "${flags_text}\n")
     file(GLOB cuda_test_sources ${CMAKE_CURRENT_LIST_DIR}/*.cu)
     add_test(NAME cuda_kernel_resources
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/kernel_resources.py --nvcc ${CMAKE_CUDA_COMPILER}
-                     --root ${PROJECT_SOURCE_DIR} --out ${CMAKE_CURRENT_BINARY_DIR}/kernel_resources --jobs 2
-                     ${cuda_test_sources})
+                     --flags-file ${CMAKE_CURRENT_BINARY_DIR}/kernel_resources.flags --root ${PROJECT_SOURCE_DIR}
+                     --out ${CMAKE_CURRENT_BINARY_DIR}/kernel_resources --jobs 2 ${cuda_test_sources})
     set_tests_properties(cuda_kernel_resources PROPERTIES LABELS cuda-static TIMEOUT 600)
   endif()
 endif()

@@ -3,13 +3,17 @@
 optimization (no GPU needed): registers, shared memory, local memory and
 spills, and the resident blocks per SM that follow.
 
-    kernel_resources.py --nvcc NVCC --root SOURCE_DIR --out DIR [--arch 90]
-                        [--jobs N] SOURCE.cu...
+    kernel_resources.py --nvcc NVCC --flags-file FILE --root SOURCE_DIR
+                        --out DIR [--arch 90] [--jobs N] [--cuobjdump CUOBJDUMP]
+                        SOURCE.cu...
 
 Compiles the device code of each SOURCE.cu (the CUDA tests: together they
-launch every kernel) as the Release GPU build does (-O3, the tests' nvcc
-flags), keeping the PTX, and reads ptxas' --resource-usage report. Fails
-when
+launch every kernel) as the Release GPU build does, keeping the PTX, and
+reads ptxas' --resource-usage report. The nvcc flags, one per line, come
+from FILE: CMake writes BUILD/tests/cuda/kernel_resources.flags (the C++
+standard, the Release CUDA flags as a GPU build has them, the CUDA targets'
+nvcc options, the tests' definitions), so the script and the build cannot
+drift apart. Fails when
   - a kernel has a stack frame, or spills registers to local memory: local
     memory goes through L1/L2, and a spill in an inner loop costs more than
     the kernel's arithmetic;
@@ -84,9 +88,6 @@ def parse_ptxas(text):
             bars = re.search(r"used (\d+) barriers", line)
             props.update(regs=int(m.group(1)), smem=int(smem.group(1)) if smem else 0,
                          barriers=int(bars.group(1)) if bars else 0)
-            old = out.get(cur)
-            if old and any(old[k] != props.get(k) for k in ("regs", "smem", "stack", "spill_st", "spill_ld")):
-                props = {k: max(old[k], props.get(k, 0)) for k in old}  # the same kernel in two sources: the worse
             out[cur] = props
             cur = None
     return out
@@ -156,6 +157,8 @@ def declared_kernels(root):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nvcc", required=True)
+    ap.add_argument("--flags-file", required=True, help="nvcc flags, one per line (CMake writes "
+                    "BUILD/tests/cuda/kernel_resources.flags)")
     ap.add_argument("--root", required=True, help="the source tree (include/, kernels/)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--arch", default="90")
@@ -165,9 +168,13 @@ def main():
     a = ap.parse_args()
     if a.arch != "90":
         sys.exit(f"kernel_resources: only sm_90's limits are known here, not sm_{a.arch}")
-    flags = ["-std=c++20", f"-arch=sm_{a.arch}", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "--extended-lambda",
-             "-I" + os.path.join(a.root, "include"), "-I" + os.path.join(a.root, "kernels"),
-             "-DCUMULUS_WITH_CUDA=1", '-DCUMULUS_TEST_DATA_DIR="unused"', '-DCUMULUS_SOURCE_DIR="unused"']
+    with open(a.flags_file) as f:
+        given = [line.strip() for line in f if line.strip()]
+    if not any(re.fullmatch(r"-O[0-9]", g) for g in given):
+        sys.exit(f"kernel_resources: {a.flags_file} names no optimization level (-O3 in a Release build's "
+                 "CMAKE_CUDA_FLAGS_RELEASE); the figures would be an unoptimized build's")
+    flags = [*given, f"-arch=sm_{a.arch}", "-I" + os.path.join(a.root, "include"),
+             "-I" + os.path.join(a.root, "kernels")]
     os.makedirs(a.out, exist_ok=True)
     kernels, bounds, cubins = {}, {}, []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
@@ -178,6 +185,7 @@ def main():
             d = os.path.join(a.out, os.path.basename(jobs[fut]) + ".d")
             cubins.append(os.path.join(d, os.path.basename(jobs[fut]) + ".cubin"))
             for name, props in parse_ptxas(report).items():
+                # The same kernel in two sources (one instantiation, the same flags): keep the worse figures.
                 old = kernels.get(name)
                 kernels[name] = props if old is None else {k: max(old[k], props[k]) for k in old}
             bounds.update(parse_ptx_bounds(ptx))
