@@ -152,40 +152,94 @@ struct Dense {
 };
 
 // D[q, (i, j, o)], the backward-data pass's A: dy at the output pixel whose
-// tap (i, j) reads input pixel q (0 when there is none).
+// tap (i, j) reads input pixel q (0 when there is none). Input pixel
+// (iy, ix) is read by tap (i, j) of output (oy, ox) when oy * sh + i - pt =
+// iy, so oy = (iy + pt - i) / sh when that divides.
+//
+// Stride 1 (DyTapsUnit): oy = iy + pt - i always divides, and the element is
+// dy[n, oy, ox, o] = dy[base(q) + off(k)] with base = offset of (n, iy + pt,
+// ix + pl, 0) and off = o - (i * OW + j) * O; so at() is two adds, two
+// unsigned compares and one load, as for the forward pass's im2col.
 template <typename T>
-struct DyTaps {
+struct DyTapsUnit {
     const T* dy;
     Geometry g;
+    // base and off in unsigned (wrapping) arithmetic: base may pass 2^31
+    // near the size limit and off is negative, but their sum, for an element
+    // inside dy, is its offset (under 2^31).
     struct Fixed {
-        Index ybase, ty0, tx0;  // dy offset of image n; iy + pt, ix + pl
+        unsigned base;  // dy offset of (n, iy + pt, ix + pl, 0), which may lie outside the image
+        Index ty0, tx0;  // iy + pt, ix + pl
     };
     struct Step {
-        Index i, j, o;
+        Index i, j;    // tap row and column
+        unsigned off;  // o - (i * OW + j) * O
     };
     __device__ __forceinline__ Fixed fixed(std::int64_t q64) const {
         const Index q = Index(q64);
         const Index n = g.by_hw.div(q), r = q - n * g.h * g.w;
         const Index iy = g.by_w.div(r), ix = r - iy * g.w;
-        return {n * g.oh * g.ow * g.oc, iy + g.pt, ix + g.pl};
+        const Index ty0 = iy + g.pt, tx0 = ix + g.pl;
+        const unsigned base = unsigned(n) * unsigned(g.oh * g.ow * g.oc) +
+                              (unsigned(ty0) * unsigned(g.ow) + unsigned(tx0)) * unsigned(g.oc);
+        return {base, ty0, tx0};
     }
     __device__ __forceinline__ Step step(std::int64_t k64) const {
         const Index k = Index(k64);
         const Index i = g.by_kwo.div(k), r = k - i * g.kw * g.oc;
         const Index j = g.by_oc.div(r), o = r - j * g.oc;
-        return {i, j, o};
+        return {i, j, unsigned(o) - (unsigned(i) * unsigned(g.ow) + unsigned(j)) * unsigned(g.oc)};
     }
     __device__ __forceinline__ T at(const Fixed& f, const Step& s) const {
-        const Index ty = f.ty0 - s.i, tx = f.tx0 - s.j;
-        if (ty < 0 || tx < 0) return T(0);
-        Index oy = ty, ox = tx;
-        if (g.sh != 1 || g.sw != 1) {
-            oy = g.by_sh.div(ty);
-            ox = g.by_sw.div(tx);
-            if (oy * g.sh != ty || ox * g.sw != tx) return T(0);
-        }
-        if (oy >= g.oh || ox >= g.ow) return T(0);
-        return dy[f.ybase + (oy * g.ow + ox) * g.oc + s.o];
+        const Index oy = f.ty0 - s.i, ox = f.tx0 - s.j;
+        if (unsigned(oy) >= unsigned(g.oh) || unsigned(ox) >= unsigned(g.ow)) return T(0);
+        return dy[f.base + s.off];
+    }
+};
+
+// Any stride (DyTaps): with ty0 = iy + pt = qy * sh + ry and tap row i =
+// qi * sh + ri, ty0 - i divides by sh exactly when ry == ri, and then oy =
+// qy - qi (likewise for columns). So fixed() splits the pixel, step() the
+// tap, once each, and at() is one compare of the packed remainders, two
+// subtractions, two unsigned compares and one load: dy[base + off], with
+// base = offset of (n, qy, qx, 0) and off = o - (qi * OW + qj) * O, in
+// wrapping unsigned arithmetic as in DyTapsUnit.
+template <typename T>
+struct DyTaps {
+    const T* dy;
+    Geometry g;
+    struct Fixed {
+        unsigned base;   // dy offset of (n, qy, qx, 0)
+        Index qy, qx;    // (iy + pt) / sh, (ix + pl) / sw
+        Index rem;       // ((iy + pt) % sh) * sw + (ix + pl) % sw
+    };
+    struct Step {
+        Index qi, qj;  // i / sh, j / sw
+        Index rem;     // (i % sh) * sw + j % sw
+        unsigned off;  // o - (qi * OW + qj) * O
+    };
+    __device__ __forceinline__ Fixed fixed(std::int64_t q64) const {
+        const Index q = Index(q64);
+        const Index n = g.by_hw.div(q), r = q - n * g.h * g.w;
+        const Index iy = g.by_w.div(r), ix = r - iy * g.w;
+        const Index ty0 = iy + g.pt, tx0 = ix + g.pl;
+        const Index qy = g.by_sh.div(ty0), qx = g.by_sw.div(tx0);
+        const unsigned base = unsigned(n) * unsigned(g.oh * g.ow * g.oc) +
+                              (unsigned(qy) * unsigned(g.ow) + unsigned(qx)) * unsigned(g.oc);
+        return {base, qy, qx, (ty0 - qy * g.sh) * g.sw + (tx0 - qx * g.sw)};
+    }
+    __device__ __forceinline__ Step step(std::int64_t k64) const {
+        const Index k = Index(k64);
+        const Index i = g.by_kwo.div(k), r = k - i * g.kw * g.oc;
+        const Index j = g.by_oc.div(r), o = r - j * g.oc;
+        const Index qi = g.by_sh.div(i), qj = g.by_sw.div(j);
+        return {qi, qj, (i - qi * g.sh) * g.sw + (j - qj * g.sw),
+                unsigned(o) - (unsigned(qi) * unsigned(g.ow) + unsigned(qj)) * unsigned(g.oc)};
+    }
+    __device__ __forceinline__ T at(const Fixed& f, const Step& s) const {
+        const Index oy = f.qy - s.qi, ox = f.qx - s.qj;
+        if (f.rem != s.rem || unsigned(oy) >= unsigned(g.oh) || unsigned(ox) >= unsigned(g.ow)) return T(0);
+        return dy[f.base + s.off];
     }
 };
 
@@ -331,10 +385,18 @@ __global__ void sum_splits_kernel(const T* __restrict__ parts, std::int64_t spli
 
 namespace conv_detail {
 
-// The medium tile, with three resident blocks per SM asked of ptxas: left to
-// itself it gives the backward-data gathers 64 registers and spills one,
-// reloaded every K step (tests/cuda/kernel_resources.py shows it).
-using ConvMedium = GemmConfig<64, 64, 16, 4, 4, 3>;
+// The medium tile, with the resident blocks per SM asked of ptxas: three
+// (at most 80 registers) for every gather but one (left to itself, ptxas
+// gives the stride-1 backward-data gather 64 registers and spills one,
+// reloaded every K step); two (at most 128) for the strided backward-data
+// gather, whose pixel and tap keep four values each and which spills at 80
+// (tests/cuda/kernel_resources.py shows both).
+template <typename GA>
+inline constexpr int kMediumMinBlocks = 3;
+template <typename T>
+inline constexpr int kMediumMinBlocks<DyTaps<T>> = 2;
+template <typename GA>
+using ConvMedium = GemmConfig<64, 64, 16, 4, 4, kMediumMinBlocks<GA>>;
 
 // The tile every convolution pass on this thread takes, Auto (the default)
 // for gemm_auto_tile's choice; for tests and benchmarks, through ConvTileScope.
@@ -367,7 +429,7 @@ void implicit_gemm(std::int64_t M, std::int64_t N, std::int64_t K, GA ga, GB gb,
     };
     switch (conv_tile(M, N)) {
         case GemmTile::Large: launch(GemmLarge{}); break;
-        case GemmTile::Medium: launch(ConvMedium{}); break;
+        case GemmTile::Medium: launch(ConvMedium<GA>{}); break;
         default: launch(GemmSmall{}); break;
     }
 }
@@ -467,8 +529,13 @@ void conv2d_backward_data(const cpu::ConvShape& s, const T* dy, const T* w, T* d
     if (s.n == 0) return;
     const auto g = conv_detail::geometry(s);
     const ConvProduct p = conv2d_pass_product(s, ConvPass::BackwardData);
-    conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTaps<T>{dy, g}, conv_detail::KernelT<T>{w, g}, dx,
-                                  s.c, Epilogue::None, nullptr, 1, 0, stream);
+    const conv_detail::KernelT<T> b{w, g};
+    if (s.sh == 1 && s.sw == 1)
+        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTapsUnit<T>{dy, g}, b, dx, s.c, Epilogue::None,
+                                      nullptr, 1, 0, stream);
+    else
+        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTaps<T>{dy, g}, b, dx, s.c, Epilogue::None,
+                                      nullptr, 1, 0, stream);
 }
 
 // The split of the reduction over output pixels in the backward-filter
