@@ -1,8 +1,10 @@
 // The caching allocator: freed blocks are reused without cudaMalloc, sizes
 // are rounded so that close sizes share blocks, tensors copy to and from the
-// device exactly, errors name what failed, and a graph capture refuses work
-// that allocates or frees device blocks, and blocks stay with their stream.
+// device exactly, errors name what failed, a graph capture refuses work that
+// allocates or frees device blocks (on its own thread: other threads may),
+// blocks stay with their stream, and a cuda::Stream hands its blocks on.
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <cumulus/cuda.hpp>
@@ -95,6 +97,30 @@ int main() {
                "a capture that frees a temporary is refused: " + freed);
         const std::string clean = capture_error([&] { cuda::scale(kept.data(), 2.0f, kept.numel(), stream); });
         expect(clean.empty(), "a capture on persistent buffers succeeds: " + clean);
+        // Only the capturing thread's allocations and frees count: another
+        // thread may cudaMalloc and free during the capture (thread-local mode).
+        {
+            const auto mine0 = cuda::CachingAllocator::this_thread_stats();
+            cuda::CachingAllocator::ThreadStats theirs{};
+            std::int64_t mallocs_before = a.stats().device_mallocs, mallocs_during = 0;
+            const std::string other = capture_error([&] {
+                std::thread t([&] {
+                    {
+                        auto fresh = Tensor<float>::empty(Shape{3001}, gpu);  // a size no list holds: cudaMalloc
+                    }  // and a free
+                    theirs = cuda::CachingAllocator::this_thread_stats();
+                });
+                t.join();
+                mallocs_during = a.stats().device_mallocs - mallocs_before;
+                cuda::scale(kept.data(), 2.0f, kept.numel(), stream);
+            });
+            const auto mine1 = cuda::CachingAllocator::this_thread_stats();
+            expect(mallocs_during == 1 && theirs.device_mallocs == 1 && theirs.releases == 1,
+                   "the other thread allocated and freed during the capture, and its own counts say so");
+            expect(mine1.device_mallocs == mine0.device_mallocs && mine1.releases == mine0.releases,
+                   "another thread's allocation is not counted as this thread's");
+            expect(other.empty(), "a capture is not refused for another thread's allocation: " + other);
+        }
 
         // A block belongs to the stream it was allocated on: freed, it is not
         // handed to work on another stream (which could overtake kernels of
@@ -143,6 +169,29 @@ int main() {
                        "a live block of a released stream returns to the library stream when freed");
             }
             a.empty_cache();
+        }
+
+        // A cuda::Stream releases itself: destroyed, its cached blocks go to
+        // the library stream, whose next allocation of that size gets one.
+        {
+            a.empty_cache();
+            const void* on_it = nullptr;
+            {
+                cuda::Stream own;
+                expect(own.get() != nullptr && own.get() != cuda::library_stream(0), "a stream of one's own");
+                cuda::StreamGuard on(own);
+                on_it = Tensor<float>::empty(Shape{555}, gpu).data();  // freed to own's list
+                expect(Tensor<float>::empty(Shape{555}, gpu).data() == on_it, "the stream gets its block back");
+                on_it = Tensor<float>::empty(Shape{555}, gpu).data();
+            }
+            cuda::StreamGuard lib(cuda::library_stream(0));
+            const auto before = a.stats();
+            auto got = Tensor<float>::empty(Shape{555}, gpu);
+            expect(got.data() == on_it && a.stats().device_mallocs == before.device_mallocs,
+                   "a destroyed cuda::Stream's cached block goes to the library stream");
+            cuda::Stream moved_from;
+            cuda::Stream moved(std::move(moved_from));
+            expect(moved_from.get() == nullptr && moved.get() != nullptr, "a moved cuda::Stream keeps its handle once");
         }
 
         a.empty_cache();

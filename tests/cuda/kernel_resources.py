@@ -10,7 +10,7 @@ spills, and the resident blocks per SM that follow.
 Compiles the device code of each SOURCE.cu (the CUDA tests: together they
 launch every kernel) as the Release GPU build does, keeping the PTX, and
 reads ptxas' --resource-usage report. The nvcc flags, one per line, come
-from FILE: CMake writes BUILD/tests/cuda/kernel_resources.flags (the C++
+from FILE: CMake writes BUILD/tests/kernel_resources.flags (the C++
 standard, the Release CUDA flags as a GPU build has them, the CUDA targets'
 nvcc options, the tests' definitions), so the script and the build cannot
 drift apart. Fails when
@@ -158,7 +158,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nvcc", required=True)
     ap.add_argument("--flags-file", required=True, help="nvcc flags, one per line (CMake writes "
-                    "BUILD/tests/cuda/kernel_resources.flags)")
+                    "BUILD/tests/kernel_resources.flags)")
     ap.add_argument("--root", required=True, help="the source tree (include/, kernels/)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--arch", default="90")

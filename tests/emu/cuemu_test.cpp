@@ -286,6 +286,32 @@ TEST_CASE("cuemu: allocation, freeing, synchronization and the legacy stream inv
     cudaStreamDestroy(s);
 }
 
+TEST_CASE("cuemu: a thread-local capture lets other threads allocate; a global one does not") {
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    auto other_thread_malloc = [] {
+        cudaError_t e = cudaSuccess;
+        std::thread t([&] {
+            void* p = nullptr;
+            e = cudaMalloc(&p, 64);
+            if (e == cudaSuccess) e = cudaFree(p);
+        });
+        t.join();
+        return e;
+    };
+    cudaGraph_t g = nullptr;
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    CHECK(other_thread_malloc() == cudaSuccess);
+    CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess);
+    cudaGraphDestroy(g);
+    g = nullptr;
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    CHECK(other_thread_malloc() == cudaErrorStreamCaptureUnsupported);
+    CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+    (void)cudaGetLastError();
+    cudaStreamDestroy(s);
+}
+
 TEST_CASE("cuemu: fibers run on ABI-aligned stacks, and sqrtf of a negative is NaN as on a GPU") {
     const int n = 64;
     std::vector<float> in(n), out(n);

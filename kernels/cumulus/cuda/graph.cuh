@@ -27,11 +27,17 @@ public:
     // Captures what fn() queues on `stream` (which must not be the legacy
     // default stream). Nothing runs during capture. Throws if fn() allocated
     // device memory with cudaMalloc, freed a device block, or failed; the
-    // graph is then empty.
+    // graph is then empty. The capture is thread-local
+    // (cudaStreamCaptureModeThreadLocal) and only this thread's allocations
+    // and frees count: other threads may allocate, free and work on other
+    // streams meanwhile (a block they free that the graph uses is theirs to
+    // answer for; watch_live_blocks tells).
     template <typename Fn>
     void capture(cudaStream_t stream, Fn&& fn) {
         reset();
-        const auto before = CachingAllocator::instance().stats();
+        // This thread's counts: the capture is thread-local, so other threads
+        // (a loader, another model) may allocate and free meanwhile.
+        const auto before = CachingAllocator::this_thread_stats();
         cudaGraph_t g = nullptr;
         CUMULUS_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         try {
@@ -45,7 +51,7 @@ public:
             throw;
         }
         CUMULUS_CUDA_CHECK(cudaStreamEndCapture(stream, &g));
-        const auto after = CachingAllocator::instance().stats();
+        const auto after = CachingAllocator::this_thread_stats();
         if (after.device_mallocs != before.device_mallocs) {
             CUMULUS_CUDA_CHECK_PRINT(cudaGraphDestroy(g));
             CUMULUS_FAIL("Graph::capture: the captured work allocated new device memory; run it once uncaptured "

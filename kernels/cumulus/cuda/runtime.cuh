@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <cumulus/core/device.hpp>
@@ -193,6 +194,14 @@ inline void synchronize() { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(current_str
 
 // ---------------------------------------------------------------- allocator
 
+namespace detail {
+struct AllocatorThreadStats {
+    std::int64_t device_mallocs = 0;  // cudaMalloc calls
+    std::int64_t releases = 0;        // blocks returned to the free lists
+};
+inline thread_local AllocatorThreadStats allocator_thread_stats;
+}  // namespace detail
+
 // A caching allocator: freed blocks go to a free list keyed by device,
 // rounded size and stream, and are handed out again without cudaMalloc. A
 // block belongs to the stream that was current when it was allocated (the
@@ -202,7 +211,7 @@ inline void synchronize() { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(current_str
 // on the same stream, after them. (As in PyTorch: a tensor that work on
 // another stream also uses must be synchronized with before it is freed.
 // A stream of one's own that allocated must be passed to release_stream()
-// before it is destroyed.)
+// before it is destroyed; a cuda::Stream does so itself.)
 class CachingAllocator {
 public:
     struct Stats {
@@ -214,6 +223,9 @@ public:
         std::size_t bytes_in_use = 0;
         std::size_t bytes_cached = 0;     // in the free lists
     };
+    // What the calling thread alone has done (Graph::capture compares these,
+    // so that other threads' allocations during a capture do not count).
+    using ThreadStats = detail::AllocatorThreadStats;
 
     static CachingAllocator& instance() {
         // Never destroyed: static tensors may be freed after it would be.
@@ -263,6 +275,7 @@ public:
                              cudaGetErrorString(e), " (", stats_.bytes_in_use, " bytes in use)");
             }
             ++stats_.device_mallocs;
+            ++detail::allocator_thread_stats.device_mallocs;
         }
         live_[p] = Block{size, device, stream, ++next_id_};
         stats_.bytes_in_use += size;
@@ -283,6 +296,7 @@ public:
         const Block b = it->second;
         live_.erase(it);
         ++stats_.releases;
+        ++detail::allocator_thread_stats.releases;
         stats_.bytes_in_use -= b.size;
         stats_.bytes_cached += b.size;
         free_[Key{b.device, b.size, b.stream}].push_back(p);
@@ -323,6 +337,8 @@ public:
         std::lock_guard<std::mutex> lock(mu_);
         return stats_;
     }
+    // The calling thread's cudaMalloc calls and frees, since it started.
+    static ThreadStats this_thread_stats() { return detail::allocator_thread_stats; }
 
     // Identity of a live block: its id changes when the block is freed and
     // handed out again. Graph replay uses it to tell that the memory a graph
@@ -383,6 +399,50 @@ private:
     std::unordered_map<void*, Block> live_;
     std::uint64_t next_id_ = 0;
     Stats stats_;
+};
+
+// A non-blocking stream of one's own on the current device, destroyed with
+// the object: its work is waited for and its blocks handed to the device's
+// library stream first (CachingAllocator::release_stream), so that a stream
+// created later with the same handle inherits nothing.
+class Stream {
+public:
+    Stream() {
+        CUMULUS_CUDA_CHECK(cudaGetDevice(&device_));
+        CUMULUS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    }
+    ~Stream() { destroy(); }
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    Stream(Stream&& o) noexcept : stream_(std::exchange(o.stream_, nullptr)), device_(o.device_) {}
+    Stream& operator=(Stream&& o) noexcept {
+        if (this != &o) {
+            destroy();
+            stream_ = std::exchange(o.stream_, nullptr);
+            device_ = o.device_;
+        }
+        return *this;
+    }
+
+    cudaStream_t get() const { return stream_; }
+    operator cudaStream_t() const { return stream_; }
+    int device() const { return device_; }
+    void synchronize() const { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+private:
+    void destroy() noexcept {
+        if (!stream_) return;
+        try {
+            CachingAllocator::instance().release_stream(stream_);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "cumulus: releasing a stream's blocks failed: %s\n", e.what());
+        }
+        CUMULUS_CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
+        stream_ = nullptr;
+    }
+
+    cudaStream_t stream_ = nullptr;
+    int device_ = 0;
 };
 
 // Scratch device memory for the length of one launcher call (partials and

@@ -233,7 +233,7 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     if (::cuemu::stream_of(s).capture || ::cuemu::capture_forbids_unsafe_calls())
-        return ::cuemu::unsafe_call_during_capture();
+        return ::cuemu::unsafe_call_during_capture(&::cuemu::stream_of(s));
     return cudaSuccess;
 }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
@@ -242,6 +242,7 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode 
     s->capture = new ::cuemu::Graph();
     s->invalidated = false;
     s->mode = mode;
+    s->owner = std::this_thread::get_id();
     ::cuemu::capturing().push_back(s);
     return cudaSuccess;
 }

@@ -26,7 +26,9 @@
 //   launch, copy and memset (with its arguments as they were at capture) into
 //   a graph that cudaGraphLaunch replays; cudaMalloc, cudaFree, a
 //   synchronization and work for the legacy stream during capture fail with
-//   cudaErrorStreamCaptureUnsupported and invalidate the capture, as on a GPU.
+//   cudaErrorStreamCaptureUnsupported and invalidate the capture, as on a GPU:
+//   on every thread for a global capture, on the capturing thread for a
+//   thread-local one (other threads may allocate meanwhile).
 // - Events (for the benchmarks' timing) hold the host time at which their
 //   stream reached them; work runs at once, so the time between two is
 //   the time the work between them took on the CPU.
@@ -50,6 +52,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -362,6 +365,7 @@ struct Stream {
     Graph* capture = nullptr;  // non-null while capturing
     bool invalidated = false;  // an unsupported call happened during capture
     cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+    std::thread::id owner;  // the thread that began the capture
 };
 
 inline Stream& legacy_stream() {
@@ -375,13 +379,22 @@ inline std::vector<Stream*>& capturing() {
     static std::vector<Stream*> v;
     return v;
 }
+// As CUDA's modes: a global capture forbids unsafe calls on every thread, a
+// thread-local one only on the thread that began it, a relaxed one nowhere.
+inline bool forbids_here(const Stream* s) {
+    return s->mode == cudaStreamCaptureModeGlobal ||
+           (s->mode == cudaStreamCaptureModeThreadLocal && s->owner == std::this_thread::get_id());
+}
 inline bool capture_forbids_unsafe_calls() {
     for (Stream* s : capturing())
-        if (s->mode != cudaStreamCaptureModeRelaxed) return true;
+        if (forbids_here(s)) return true;
     return false;
 }
-inline cudaError_t unsafe_call_during_capture() {
-    for (Stream* s : capturing()) s->invalidated = true;
+// Invalidates the captures that forbid the call (and the capture of the
+// stream the call was for, e.g. synchronizing the capturing stream).
+inline cudaError_t unsafe_call_during_capture(const Stream* target = nullptr) {
+    for (Stream* s : capturing())
+        if (forbids_here(s) || s == target) s->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported);
 }
 
