@@ -432,32 +432,56 @@ void test_geometry_limits() {
     expect(got == "no error", "46340x46340 images pass the geometry check, got '" + got + "'");
 }
 
-// More output-row tiles than a grid's y dimension holds (65535 of 128 rows):
-// the implicit GEMM puts its tiles on grid.x. A 1x1 convolution of 4 images
-// of 1460 x 1460 is an 8.5M x 1 product. Not on the emulation (66,613
-// blocks of 256 fibers: too slow there), where the same tile arithmetic runs
-// in every multi-tile case of test_conv.
-void test_many_row_tiles(Philox& rng) {
+// More output tiles than a grid's y dimension holds (65535): the implicit
+// GEMM puts its tiles on grid.x, row-major. A 1x1 convolution of 4 images of
+// 1460 x 1460 is an 8.5M x 1 product (in each pass); one of
+// 1 x 1100 x 1000 x 33 -> 33 on the small tile has two column tiles, so
+// that both halves of the tile index are exercised (68,750 tiles), in each
+// pass. Not on the emulation (hundreds of thousands of blocks of 256 fibers:
+// too slow there), where the same tile arithmetic runs in every multi-tile
+// case of test_conv; nor under racecheck (cuda_test::skip_large).
+void test_many_tiles(Philox& rng) {
 #ifndef CUMULUS_CUDA_EMULATION
-    const auto s = cpu::conv_shape(4, 1460, 1460, 1, 1, 1, 1, 1, 1, cpu::Padding::Valid);
-    const auto x = cuda_test::random_floats(s.in_size(), rng);
-    const auto w = cuda_test::random_floats(s.kernel_size(), rng);
-    const auto bias = cuda_test::random_floats(s.oc, rng);
-    auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
-    auto gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, w);
-    auto gb = cuda_test::to_device(Shape{s.oc}, bias);
-    auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
-    std::vector<float> want(static_cast<std::size_t>(s.out_size()));
-    cpu::conv2d_forward_ref(s, x.data(), w.data(), bias.data(), want.data(), false);
-    cuda_test::poison(gy);
-    ops::conv2d_forward(s, gx, gw, gy, Epilogue::Bias, &gb);
-    check_close(gy.to_vector(), want, 1e-5, "conv2d_forward with 66,613 row tiles (4x1460x1460x1, 1x1x1x1)");
-    auto gdx = Tensor<float>::empty(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
-    std::vector<float> want_dx(static_cast<std::size_t>(s.in_size()));
-    cpu::conv2d_backward_data_ref(s, x.data(), w.data(), want_dx.data());  // x stands for dy (same shape)
-    cuda_test::poison(gdx);
-    ops::conv2d_backward_data(s, gx, gw, gdx);
-    check_close(gdx.to_vector(), want_dx, 1e-5, "conv2d_backward_data with 66,613 row tiles");
+    if (cuda_test::skip_large("conv2d with more than 65535 output tiles")) return;
+    struct Big {
+        cpu::ConvShape s;
+        cuda::GemmTile tile;
+    };
+    const Big cases[] = {{cpu::conv_shape(4, 1460, 1460, 1, 1, 1, 1, 1, 1, cpu::Padding::Valid), cuda::GemmTile::Auto},
+                         {cpu::conv_shape(1, 1100, 1000, 33, 1, 1, 33, 1, 1, cpu::Padding::Valid),
+                          cuda::GemmTile::Small}};
+    for (const Big& c : cases) {
+        const auto& s = c.s;
+        cuda::ConvTileScope scope(c.tile);
+        for (const auto pass : {cuda::ConvPass::Forward, cuda::ConvPass::BackwardData}) {
+            const auto p = cuda::conv2d_pass_product(s, pass);
+            const auto t = cuda::gemm_tile_dims(cuda::conv2d_pass_tile(s, pass));
+            const std::int64_t tiles = (p.m + t.bm - 1) / t.bm * ((p.n + t.bn - 1) / t.bn);
+            expect(tiles > 65535, "the large case has more tiles than grid.y holds: " + std::to_string(tiles));
+        }
+        const std::string what = std::to_string(s.n) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" +
+                                 std::to_string(s.c) + " -> " + std::to_string(s.oc) + " 1x1";
+        const auto x = cuda_test::random_floats(s.in_size(), rng);
+        const auto w = cuda_test::random_floats(s.kernel_size(), rng);
+        const auto bias = cuda_test::random_floats(s.oc, rng);
+        const auto dy = cuda_test::random_floats(s.out_size(), rng);
+        auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
+        auto gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, w);
+        auto gb = cuda_test::to_device(Shape{s.oc}, bias);
+        auto gdy = cuda_test::to_device(Shape{s.n, s.oh, s.ow, s.oc}, dy);
+        auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
+        std::vector<float> want(static_cast<std::size_t>(s.out_size()));
+        cpu::conv2d_forward_ref(s, x.data(), w.data(), bias.data(), want.data(), false);
+        cuda_test::poison(gy);
+        ops::conv2d_forward(s, gx, gw, gy, Epilogue::Bias, &gb);
+        check_close(gy.to_vector(), want, 1e-5, "conv2d_forward, many tiles: " + what);
+        auto gdx = Tensor<float>::empty(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
+        std::vector<float> want_dx(static_cast<std::size_t>(s.in_size()));
+        cpu::conv2d_backward_data_ref(s, dy.data(), w.data(), want_dx.data());
+        cuda_test::poison(gdx);
+        ops::conv2d_backward_data(s, gdy, gw, gdx);
+        check_close(gdx.to_vector(), want_dx, 1e-5, "conv2d_backward_data, many tiles: " + what);
+    }
 #else
     (void)rng;
 #endif
@@ -475,7 +499,7 @@ int main() {
         test_training(rng);
         test_filter_workspace();
         test_geometry_limits();
-        test_many_row_tiles(rng);
+        test_many_tiles(rng);
         cuda::synchronize();
     } catch (const std::exception& e) {
         expect(false, std::string("exception: ") + e.what());

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -54,6 +55,16 @@ cumulus::Tensor<T> to_device(const cumulus::Shape& s, const std::vector<T>& v) {
 template <typename T>
 void poison(cumulus::Tensor<T>& t) {
     CUMULUS_CUDA_CHECK(cudaMemsetAsync(t.data(), 0xFF, t.nbytes(), cumulus::cuda::current_stream()));
+}
+
+// The grid-size cases (hundreds of thousands of blocks) test tile indexing,
+// not shared memory; tools/gpu-check sets CUMULUS_TEST_SKIP_LARGE=1 for
+// racecheck, where they would take many minutes. Says so when it skips.
+inline bool skip_large(const char* what) {
+    const char* v = std::getenv("CUMULUS_TEST_SKIP_LARGE");
+    if (v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0) return false;
+    std::printf("skipped (CUMULUS_TEST_SKIP_LARGE): %s\n", what);
+    return true;
 }
 
 inline std::vector<float> random_floats(std::int64_t n, cumulus::Philox& rng, float lo = -1.0f, float hi = 1.0f) {
