@@ -91,6 +91,9 @@ std::vector<Case> cases(Philox& rng) {
         {3, 6, 6, 4, 6, 6, 2, 1, 1, P::Valid},       // the kernel covers the image
         {1, 5, 5, 1, 7, 7, 1, 1, 1, P::Same},        // kernel larger than the image
         {2, 10, 10, 8, 3, 3, 130, 1, 1, P::Same},    // filters past one tile
+        {2, 9, 8, 3, 1, 1, 4, 2, 2, P::Valid},       // kernel smaller than the stride: input pixels no tap reads
+        {2, 7, 9, 3, 3, 2, 5, 1, 2, P::Same},        // mixed strides (the strided gather with sh = 1)
+        {1, 10, 6, 2, 2, 3, 3, 3, 1, P::Valid},      // and sw = 1
     };
     for (int i = 0; i < 12; ++i) {
         Case k;
@@ -430,6 +433,21 @@ void test_geometry_limits() {
     const auto edge = cpu::conv_shape(0, 46340, 46340, 1, 1, 1, 1, 1, 1, cpu::Padding::Valid);  // H*W = 2^31 - 9.5e4
     got = message([&] { cuda::conv2d_forward(edge, none, none, none); });
     expect(got == "no error", "46340x46340 images pass the geometry check, got '" + got + "'");
+    // Strides whose product passes 2^31 would overflow DyTaps' packed remainders;
+    // 2^31 - 1 itself (a prime: one stride of 2^31 - 1) still passes.
+    const auto strided = cpu::conv_shape(1, 8, 8, 1, 1, 1, 1, 65536, 32768, cpu::Padding::Valid);
+    got = message([&] { cuda::conv2d_backward_data(strided, none, none, none); });
+    expect(got.find("SH*SW (the strides) must be under 2^31") != std::string::npos &&
+               got.find("use smaller strides") != std::string::npos,
+           "strides 65536x32768 are refused, got '" + got + "'");
+    const auto at_limit = cpu::conv_shape(0, 8, 8, 1, 1, 1, 1, 2147483647, 1, cpu::Padding::Valid);
+    got = message([&] { cuda::conv2d_backward_data(at_limit, none, none, none); });
+    expect(got == "no error", "a product of exactly 2^31 - 1 passes, got '" + got + "'");
+    auto negative_pad = cpu::conv_shape(1, 8, 8, 1, 3, 3, 1, 1, 1, cpu::Padding::Valid);
+    negative_pad.pt = -1;
+    got = message([&] { cuda::conv2d_backward_data(negative_pad, none, none, none); });
+    expect(got.find("bad geometry") != std::string::npos && got.find("padding top -1") != std::string::npos,
+           "a negative padding is refused, got '" + got + "'");
 }
 
 // More output tiles than a grid's y dimension holds (65535): the implicit

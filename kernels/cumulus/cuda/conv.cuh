@@ -158,8 +158,9 @@ struct Dense {
 //
 // Stride 1 (DyTapsUnit): oy = iy + pt - i always divides, and the element is
 // dy[n, oy, ox, o] = dy[base(q) + off(k)] with base = offset of (n, iy + pt,
-// ix + pl, 0) and off = o - (i * OW + j) * O; so at() is two adds, two
-// unsigned compares and one load, as for the forward pass's im2col.
+// ix + pl, 0) and off = o - (i * OW + j) * O; so at() is two subtractions,
+// two unsigned compares, an add and one load, as for the forward pass's
+// im2col.
 template <typename T>
 struct DyTapsUnit {
     const T* dy;
@@ -436,16 +437,17 @@ void implicit_gemm(std::int64_t M, std::int64_t N, std::int64_t K, GA ga, GB gb,
 
 inline void check_geometry(const cpu::ConvShape& s, const char* op) {
     CUMULUS_CHECK(s.n >= 0 && s.h > 0 && s.w > 0 && s.c > 0 && s.kh > 0 && s.kw > 0 && s.oc > 0 && s.sh > 0 &&
-                      s.sw > 0 && s.oh > 0 && s.ow > 0,
+                      s.sw > 0 && s.oh > 0 && s.ow > 0 && s.pt >= 0 && s.pl >= 0,
                   op, ": bad geometry n=", s.n, " h=", s.h, " w=", s.w, " c=", s.c, " k=", s.kh, "x", s.kw,
-                  " -> ", s.oh, "x", s.ow, "x", s.oc);
-    // The gathers index in 32 bits and divide by these products (FastDiv);
-    // each is checked factor by factor, so that none overflows on the way.
+                  " padding top ", s.pt, " left ", s.pl, " -> ", s.oh, "x", s.ow, "x", s.oc);
+    // The gathers index in 32 bits and divide by these products (FastDiv):
+    // each must be at most 2^31 - 1, checked factor by factor so that none
+    // overflows on the way.
     constexpr std::int64_t kMax = std::numeric_limits<int>::max();
     auto under = [&](std::initializer_list<std::int64_t> factors) {
         std::int64_t p = 1;
         for (const std::int64_t f : factors) {
-            if (f > kMax || (f > 0 && p > (kMax - 1) / f)) return false;
+            if (f > kMax || (f > 0 && p > kMax / f)) return false;  // p * f > 2^31 - 1
             p *= f;
         }
         return true;
@@ -453,16 +455,19 @@ inline void check_geometry(const cpu::ConvShape& s, const char* op) {
     const struct {
         const char* what;
         bool ok;
-    } limits[] = {{"N*H*W*C (the input)", under({s.n, s.h, s.w, s.c})},
-                  {"H*W (an image)", under({s.h, s.w})},
-                  {"N*OH*OW*O (the output)", under({s.n, s.oh, s.ow, s.oc})},
-                  {"OH*OW (an output image)", under({s.oh, s.ow})},
-                  {"KH*KW*C*O (the kernel)", under({s.kh, s.kw, s.c, s.oc})},
-                  {"N*OH*OW*KH*KW (the taps)", under({s.n, s.oh, s.ow, s.kh, s.kw})}};
+        const char* fix;
+    } limits[] = {
+        {"N*H*W*C (the input)", under({s.n, s.h, s.w, s.c}), "split the batch"},
+        {"H*W (an image)", under({s.h, s.w}), "split the image into tiles"},
+        {"N*OH*OW*O (the output)", under({s.n, s.oh, s.ow, s.oc}), "split the batch"},
+        {"OH*OW (an output image)", under({s.oh, s.ow}), "split the image into tiles"},
+        {"KH*KW*C*O (the kernel)", under({s.kh, s.kw, s.c, s.oc}), "split the filters over several convolutions"},
+        {"N*OH*OW*KH*KW (the taps)", under({s.n, s.oh, s.ow, s.kh, s.kw}), "split the batch"},
+        {"SH*SW (the strides)", under({s.sh, s.sw}), "use smaller strides"}};
     for (const auto& l : limits)
         CUMULUS_CHECK(l.ok, op, ": ", l.what, " must be under 2^31 for n=", s.n, " ", s.h, "x", s.w, "x", s.c,
-                      " k=", s.kh, "x", s.kw, " -> ", s.oh, "x", s.ow, "x", s.oc,
-                      " (the gathers index in 32 bits); split the batch or the image");
+                      " k=", s.kh, "x", s.kw, " stride ", s.sh, "x", s.sw, " -> ", s.oh, "x", s.ow, "x", s.oc,
+                      " (the gathers index in 32 bits); ", l.fix);
 }
 
 }  // namespace conv_detail
