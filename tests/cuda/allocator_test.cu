@@ -191,7 +191,14 @@ int main() {
                    "a destroyed cuda::Stream's cached block goes to the library stream");
             cuda::Stream moved_from;
             cuda::Stream moved(std::move(moved_from));
-            expect(moved_from.get() == nullptr && moved.get() != nullptr, "a moved cuda::Stream keeps its handle once");
+            bool refused = false;
+            try {
+                (void)moved_from.get();
+            } catch (const Error&) {
+                refused = true;
+            }
+            expect(!moved_from.valid() && refused && moved.valid() && moved.get() != nullptr,
+                   "a moved cuda::Stream keeps its handle once; the moved-from one refuses to be used");
         }
 
         a.empty_cache();

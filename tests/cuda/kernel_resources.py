@@ -70,13 +70,19 @@ def compile_one(nvcc, src, flags, keep_dir):
     return run.stdout + run.stderr, ptx
 
 
-def parse_ptxas(text):
-    """{mangled: {regs, smem, stack, spill_st, spill_ld, barriers}} from ptxas' report."""
-    out, cur, props = {}, None, {}
+def parse_ptxas(text, arch):
+    """{mangled: {regs, smem, stack, spill_st, spill_ld, barriers}} from ptxas' report, for sm_<arch> only (the
+    flags may add other -gencode targets, whose figures the sm_90 limits do not judge); a kernel reported twice
+    for it keeps the worse figures."""
+    out, cur, props, target = {}, None, {}, None
     for line in text.splitlines():
+        m = re.search(r"Compiling entry function '\S+' for '(sm_\d+a?)'", line)
+        if m:
+            target = m.group(1)
+            continue
         m = re.search(r"Function properties for (\S+)", line)
         if m:
-            cur, props = m.group(1), {}
+            cur, props = (m.group(1), {}) if target in (None, f"sm_{arch}", f"sm_{arch}a") else (None, {})
             continue
         m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
         if m and cur:
@@ -88,7 +94,8 @@ def parse_ptxas(text):
             bars = re.search(r"used (\d+) barriers", line)
             props.update(regs=int(m.group(1)), smem=int(smem.group(1)) if smem else 0,
                          barriers=int(bars.group(1)) if bars else 0)
-            out[cur] = props
+            old = out.get(cur)
+            out[cur] = props if old is None else {k: max(old.get(k, 0), props.get(k, 0)) for k in old.keys() | props.keys()}
             cur = None
     return out
 
@@ -170,8 +177,9 @@ def main():
         sys.exit(f"kernel_resources: only sm_90's limits are known here, not sm_{a.arch}")
     with open(a.flags_file) as f:
         given = [line.strip() for line in f if line.strip()]
-    if not any(re.fullmatch(r"-O[0-9]", g) for g in given):
-        sys.exit(f"kernel_resources: {a.flags_file} names no optimization level (-O3 in a Release build's "
+    levels = [g for g in given if re.fullmatch(r"-O[0-9]", g)]
+    if not levels or levels[-1] == "-O0":
+        sys.exit(f"kernel_resources: {a.flags_file} names no optimization level above -O0 (-O3 in a Release build's "
                  "CMAKE_CUDA_FLAGS_RELEASE); the figures would be an unoptimized build's")
     flags = [*given, f"-arch=sm_{a.arch}", "-I" + os.path.join(a.root, "include"),
              "-I" + os.path.join(a.root, "kernels")]
@@ -184,7 +192,7 @@ def main():
             report, ptx = fut.result()
             d = os.path.join(a.out, os.path.basename(jobs[fut]) + ".d")
             cubins.append(os.path.join(d, os.path.basename(jobs[fut]) + ".cubin"))
-            for name, props in parse_ptxas(report).items():
+            for name, props in parse_ptxas(report, a.arch).items():
                 # The same kernel in two sources (one instantiation, the same flags): keep the worse figures.
                 old = kernels.get(name)
                 kernels[name] = props if old is None else {k: max(old[k], props[k]) for k in old}
@@ -229,7 +237,7 @@ def main():
     if a.cuobjdump:
         head += ("loop instr / FFMA",)
     width = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    lines = [f"ptxas, sm_{a.arch}, -O3 ({len(names)} kernels; blocks/SM where __launch_bounds__ fixes the block)"]
+    lines = [f"ptxas, sm_{a.arch}, {levels[-1]} ({len(names)} kernels; blocks/SM where __launch_bounds__ fixes the block)"]
     for r in [head] + sorted(rows):
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, width))))
     table = "\n".join(lines)

@@ -286,7 +286,7 @@ TEST_CASE("cuemu: allocation, freeing, synchronization and the legacy stream inv
     cudaStreamDestroy(s);
 }
 
-TEST_CASE("cuemu: a thread-local capture lets other threads allocate; a global one does not") {
+TEST_CASE("cuemu: a thread-local capture lets other threads allocate (not end it); a global one does not") {
     cudaStream_t s = nullptr;
     REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
     auto other_thread_malloc = [] {
@@ -302,6 +302,9 @@ TEST_CASE("cuemu: a thread-local capture lets other threads allocate; a global o
     cudaGraph_t g = nullptr;
     REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
     CHECK(other_thread_malloc() == cudaSuccess);
+    cudaError_t from_other = cudaSuccess;
+    std::thread([&] { from_other = cudaStreamEndCapture(s, &g); }).join();
+    CHECK(from_other == cudaErrorStreamCaptureWrongThread);  // only the capturing thread ends it
     CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess);
     cudaGraphDestroy(g);
     g = nullptr;

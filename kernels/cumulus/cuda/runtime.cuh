@@ -424,20 +424,32 @@ public:
         return *this;
     }
 
-    cudaStream_t get() const { return stream_; }
-    operator cudaStream_t() const { return stream_; }
+    // A moved-from Stream holds no stream; CUDA would take its nullptr for
+    // the legacy default stream, so using it throws.
+    cudaStream_t get() const {
+        CUMULUS_CHECK(stream_ != nullptr, "cuda::Stream: used after it was moved from");
+        return stream_;
+    }
+    operator cudaStream_t() const { return get(); }
+    bool valid() const { return stream_ != nullptr; }
     int device() const { return device_; }
-    void synchronize() const { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+    void synchronize() const { CUMULUS_CUDA_CHECK(cudaStreamSynchronize(get())); }
 
 private:
+    // When the blocks cannot be handed on (the wait failed), the stream is
+    // left alive rather than destroyed: a new stream must not get its handle,
+    // and with it blocks that queued work may still use.
     void destroy() noexcept {
         if (!stream_) return;
+        bool released = false;
         try {
             CachingAllocator::instance().release_stream(stream_);
+            released = true;
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "cumulus: releasing a stream's blocks failed: %s\n", e.what());
+            std::fprintf(stderr, "cumulus: a cuda::Stream's blocks could not be handed on (%s); the stream is "
+                         "left undestroyed\n", e.what());
         }
-        CUMULUS_CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
+        if (released) CUMULUS_CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
         stream_ = nullptr;
     }
 

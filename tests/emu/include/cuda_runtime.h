@@ -24,6 +24,7 @@ inline const char* cudaGetErrorName(cudaError_t e) {
         case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
         case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
         case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+        case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
         default: return "cudaErrorUnknown";
     }
 }
@@ -39,6 +40,8 @@ inline const char* cudaGetErrorString(cudaError_t e) {
         case cudaErrorLaunchFailure: return "unspecified launch failure (cuemu: see the message above)";
         case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
         case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+        case cudaErrorStreamCaptureWrongThread:
+            return "attempt to terminate a thread-local capture sequence from another thread";
         default: return "unknown error (cuemu)";
     }
 }
@@ -248,6 +251,9 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode 
 }
 inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
     if (!s || !s->capture) return ::cuemu::fail(cudaErrorInvalidValue);
+    // Only the thread that began a global or thread-local capture may end it.
+    if (s->mode != cudaStreamCaptureModeRelaxed && s->owner != std::this_thread::get_id())
+        return ::cuemu::fail(cudaErrorStreamCaptureWrongThread);
     auto& v = ::cuemu::capturing();
     v.erase(std::remove(v.begin(), v.end(), s), v.end());
     ::cuemu::Graph* graph = s->capture;

@@ -119,6 +119,7 @@ enum cudaError_t {
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
     cudaErrorStreamCaptureUnmatched = 903,
+    cudaErrorStreamCaptureWrongThread = 908,
     cudaErrorUnknown = 999,
 };
 using cudaError = cudaError_t;
@@ -374,7 +375,9 @@ inline Stream& legacy_stream() {
 }
 inline Stream& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
 
-// Streams that are capturing in a mode that forbids allocation and sync.
+// Every stream that is capturing, in any mode. Not locked: a program whose
+// threads begin and end captures concurrently races here (the tests that use
+// threads join them before the capturing thread goes on).
 inline std::vector<Stream*>& capturing() {
     static std::vector<Stream*> v;
     return v;
