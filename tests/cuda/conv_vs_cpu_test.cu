@@ -229,19 +229,34 @@ void test_fast_div() {
     expect(refused, "FastDiv(0) is refused");
 }
 
+// Random operands of a convolution, on the host and on the device, drawn
+// in a fixed order (x, w, bias, dy).
+struct ConvOperands {
+    std::vector<float> x, w, bias, dy;
+    Tensor<float> gx, gw, gb, gdy;
+};
+
+ConvOperands random_operands(const cpu::ConvShape& s, Philox& rng) {
+    ConvOperands o;
+    o.x = cuda_test::random_floats(s.in_size(), rng);
+    o.w = cuda_test::random_floats(s.kernel_size(), rng);
+    o.bias = cuda_test::random_floats(s.oc, rng);
+    o.dy = cuda_test::random_floats(s.out_size(), rng);
+    o.gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, o.x);
+    o.gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, o.w);
+    o.gb = cuda_test::to_device(Shape{s.oc}, o.bias);
+    o.gdy = cuda_test::to_device(Shape{s.n, s.oh, s.ow, s.oc}, o.dy);
+    return o;
+}
+
 void test_conv(Philox& rng) {
     int cudnn_cases = 0;
     for (const Case& k : cases(rng)) {
         const auto s = cpu::conv_shape(k.n, k.h, k.w, k.c, k.kh, k.kw, k.oc, k.sh, k.sw, k.pad);
         const std::string what = describe(k);
-        const auto x = cuda_test::random_floats(s.in_size(), rng);
-        const auto w = cuda_test::random_floats(s.kernel_size(), rng);
-        const auto bias = cuda_test::random_floats(s.oc, rng);
-        const auto dy = cuda_test::random_floats(s.out_size(), rng);
-        auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
-        auto gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, w);
-        auto gb = cuda_test::to_device(Shape{s.oc}, bias);
-        auto gdy = cuda_test::to_device(Shape{s.n, s.oh, s.ow, s.oc}, dy);
+        auto operands = random_operands(s, rng);
+        const auto &x = operands.x, &w = operands.w, &bias = operands.bias, &dy = operands.dy;
+        auto &gx = operands.gx, &gw = operands.gw, &gb = operands.gb, &gdy = operands.gdy;
         auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
         auto gdx = Tensor<float>::empty(Shape{s.n, s.h, s.w, s.c}, Device::cuda(0));
         auto gdw = Tensor<float>::empty(Shape{s.kh, s.kw, s.c, s.oc}, Device::cuda(0));
@@ -474,19 +489,14 @@ void test_many_tiles(Philox& rng) {
         for (const auto pass : {cuda::ConvPass::Forward, cuda::ConvPass::BackwardData}) {
             const auto p = cuda::conv2d_pass_product(s, pass);
             const auto t = cuda::gemm_tile_dims(cuda::conv2d_pass_tile(s, pass));
-            const std::int64_t tiles = (p.m + t.bm - 1) / t.bm * ((p.n + t.bn - 1) / t.bn);
+            const std::int64_t tiles = cuda::ceil_div(p.m, t.bm) * cuda::ceil_div(p.n, t.bn);
             expect(tiles > 65535, "the large case has more tiles than grid.y holds: " + std::to_string(tiles));
         }
         const std::string what = std::to_string(s.n) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" +
                                  std::to_string(s.c) + " -> " + std::to_string(s.oc) + " 1x1";
-        const auto x = cuda_test::random_floats(s.in_size(), rng);
-        const auto w = cuda_test::random_floats(s.kernel_size(), rng);
-        const auto bias = cuda_test::random_floats(s.oc, rng);
-        const auto dy = cuda_test::random_floats(s.out_size(), rng);
-        auto gx = cuda_test::to_device(Shape{s.n, s.h, s.w, s.c}, x);
-        auto gw = cuda_test::to_device(Shape{s.kh, s.kw, s.c, s.oc}, w);
-        auto gb = cuda_test::to_device(Shape{s.oc}, bias);
-        auto gdy = cuda_test::to_device(Shape{s.n, s.oh, s.ow, s.oc}, dy);
+        auto operands = random_operands(s, rng);
+        const auto &x = operands.x, &w = operands.w, &bias = operands.bias, &dy = operands.dy;
+        auto &gx = operands.gx, &gw = operands.gw, &gb = operands.gb, &gdy = operands.gdy;
         auto gy = Tensor<float>::empty(Shape{s.n, s.oh, s.ow, s.oc}, Device::cuda(0));
         std::vector<float> want(static_cast<std::size_t>(s.out_size()));
         cpu::conv2d_forward_ref(s, x.data(), w.data(), bias.data(), want.data(), false);

@@ -70,6 +70,11 @@ def compile_one(nvcc, src, flags, keep_dir):
     return run.stdout + run.stderr, ptx
 
 
+def worse(old, new):
+    """The worse of two reports of one kernel (the same kernel reported twice): each figure's maximum."""
+    return new if old is None else {k: max(old.get(k, 0), new.get(k, 0)) for k in old.keys() | new.keys()}
+
+
 def parse_ptxas(text, arch):
     """{mangled: {regs, smem, stack, spill_st, spill_ld, barriers}} from ptxas' report, for sm_<arch> only (the
     flags may add other -gencode targets, whose figures the sm_90 limits do not judge); a kernel reported twice
@@ -94,8 +99,7 @@ def parse_ptxas(text, arch):
             bars = re.search(r"used (\d+) barriers", line)
             props.update(regs=int(m.group(1)), smem=int(smem.group(1)) if smem else 0,
                          barriers=int(bars.group(1)) if bars else 0)
-            old = out.get(cur)
-            out[cur] = props if old is None else {k: max(old.get(k, 0), props.get(k, 0)) for k in old.keys() | props.keys()}
+            out[cur] = worse(out.get(cur), props)
             cur = None
     return out
 
@@ -194,8 +198,7 @@ def main():
             cubins.append(os.path.join(d, os.path.basename(jobs[fut]) + ".cubin"))
             for name, props in parse_ptxas(report, a.arch).items():
                 # The same kernel in two sources (one instantiation, the same flags): keep the worse figures.
-                old = kernels.get(name)
-                kernels[name] = props if old is None else {k: max(old[k], props[k]) for k in old}
+                kernels[name] = worse(kernels.get(name), props)
             bounds.update(parse_ptx_bounds(ptx))
     if not kernels:
         sys.exit("kernel_resources: ptxas reported no kernels: its --resource-usage format changed?")

@@ -156,63 +156,26 @@ struct Dense {
 // (iy, ix) is read by tap (i, j) of output (oy, ox) when oy * sh + i - pt =
 // iy, so oy = (iy + pt - i) / sh when that divides.
 //
-// Stride 1 (DyTapsUnit): oy = iy + pt - i always divides, and the element is
-// dy[n, oy, ox, o] = dy[base(q) + off(k)] with base = offset of (n, iy + pt,
-// ix + pl, 0) and off = o - (i * OW + j) * O; so at() is two subtractions,
-// two unsigned compares, an add and one load, as for the forward pass's
-// im2col.
-template <typename T>
-struct DyTapsUnit {
-    const T* dy;
-    Geometry g;
-    // base and off in unsigned (wrapping) arithmetic: base may pass 2^31
-    // near the size limit and off is negative, but their sum, for an element
-    // inside dy, is its offset (under 2^31).
-    struct Fixed {
-        unsigned base;  // dy offset of (n, iy + pt, ix + pl, 0), which may lie outside the image
-        Index ty0, tx0;  // iy + pt, ix + pl
-    };
-    struct Step {
-        Index i, j;    // tap row and column
-        unsigned off;  // o - (i * OW + j) * O
-    };
-    __device__ __forceinline__ Fixed fixed(std::int64_t q64) const {
-        const Index q = Index(q64);
-        const Index n = g.by_hw.div(q), r = q - n * g.h * g.w;
-        const Index iy = g.by_w.div(r), ix = r - iy * g.w;
-        const Index ty0 = iy + g.pt, tx0 = ix + g.pl;
-        const unsigned base = unsigned(n) * unsigned(g.oh * g.ow * g.oc) +
-                              (unsigned(ty0) * unsigned(g.ow) + unsigned(tx0)) * unsigned(g.oc);
-        return {base, ty0, tx0};
-    }
-    __device__ __forceinline__ Step step(std::int64_t k64) const {
-        const Index k = Index(k64);
-        const Index i = g.by_kwo.div(k), r = k - i * g.kw * g.oc;
-        const Index j = g.by_oc.div(r), o = r - j * g.oc;
-        return {i, j, unsigned(o) - (unsigned(i) * unsigned(g.ow) + unsigned(j)) * unsigned(g.oc)};
-    }
-    __device__ __forceinline__ T at(const Fixed& f, const Step& s) const {
-        const Index oy = f.ty0 - s.i, ox = f.tx0 - s.j;
-        if (unsigned(oy) >= unsigned(g.oh) || unsigned(ox) >= unsigned(g.ow)) return T(0);
-        return dy[f.base + s.off];
-    }
-};
-
-// Any stride (DyTaps): with ty0 = iy + pt = qy * sh + ry and tap row i =
-// qi * sh + ri, ty0 - i divides by sh exactly when ry == ri, and then oy =
-// qy - qi (likewise for columns). So fixed() splits the pixel, step() the
-// tap, once each, and at() is one compare of the packed remainders, two
-// subtractions, two unsigned compares and one load: dy[base + off], with
-// base = offset of (n, qy, qx, 0) and off = o - (qi * OW + qj) * O, in
-// wrapping unsigned arithmetic as in DyTapsUnit.
-template <typename T>
+// With ty0 = iy + pt = qy * sh + ry and tap row i = qi * sh + ri, ty0 - i
+// divides by sh exactly when ry == ri, and then oy = qy - qi (likewise for
+// columns). So fixed() splits the pixel, step() the tap, once each, and at()
+// is one compare of the packed remainders, two subtractions, two unsigned
+// compares, an add and one load: dy[base + off], with base = offset of
+// (n, qy, qx, 0) and off = o - (qi * OW + qj) * O. kUnitStride (sh = sw = 1)
+// drops the divisions and the remainders (always 0: the compiler folds the
+// compare away), as for the forward pass's im2col.
+//
+// base and off are in unsigned (wrapping) arithmetic: base may pass 2^31
+// near the size limit and off is negative, but their sum, for an element
+// inside dy, is its offset (under 2^31).
+template <typename T, bool kUnitStride>
 struct DyTaps {
     const T* dy;
     Geometry g;
     struct Fixed {
-        unsigned base;   // dy offset of (n, qy, qx, 0)
-        Index qy, qx;    // (iy + pt) / sh, (ix + pl) / sw
-        Index rem;       // ((iy + pt) % sh) * sw + (ix + pl) % sw
+        unsigned base;  // dy offset of (n, qy, qx, 0), which may lie outside the image
+        Index qy, qx;   // (iy + pt) / sh, (ix + pl) / sw
+        Index rem;      // ((iy + pt) % sh) * sw + (ix + pl) % sw
     };
     struct Step {
         Index qi, qj;  // i / sh, j / sw
@@ -224,17 +187,17 @@ struct DyTaps {
         const Index n = g.by_hw.div(q), r = q - n * g.h * g.w;
         const Index iy = g.by_w.div(r), ix = r - iy * g.w;
         const Index ty0 = iy + g.pt, tx0 = ix + g.pl;
-        const Index qy = g.by_sh.div(ty0), qx = g.by_sw.div(tx0);
+        const Index qy = kUnitStride ? ty0 : g.by_sh.div(ty0), qx = kUnitStride ? tx0 : g.by_sw.div(tx0);
         const unsigned base = unsigned(n) * unsigned(g.oh * g.ow * g.oc) +
                               (unsigned(qy) * unsigned(g.ow) + unsigned(qx)) * unsigned(g.oc);
-        return {base, qy, qx, (ty0 - qy * g.sh) * g.sw + (tx0 - qx * g.sw)};
+        return {base, qy, qx, kUnitStride ? 0 : (ty0 - qy * g.sh) * g.sw + (tx0 - qx * g.sw)};
     }
     __device__ __forceinline__ Step step(std::int64_t k64) const {
         const Index k = Index(k64);
         const Index i = g.by_kwo.div(k), r = k - i * g.kw * g.oc;
         const Index j = g.by_oc.div(r), o = r - j * g.oc;
-        const Index qi = g.by_sh.div(i), qj = g.by_sw.div(j);
-        return {qi, qj, (i - qi * g.sh) * g.sw + (j - qj * g.sw),
+        const Index qi = kUnitStride ? i : g.by_sh.div(i), qj = kUnitStride ? j : g.by_sw.div(j);
+        return {qi, qj, kUnitStride ? 0 : (i - qi * g.sh) * g.sw + (j - qj * g.sw),
                 unsigned(o) - (unsigned(qi) * unsigned(g.ow) + unsigned(qj)) * unsigned(g.oc)};
     }
     __device__ __forceinline__ T at(const Fixed& f, const Step& s) const {
@@ -395,7 +358,7 @@ namespace conv_detail {
 template <typename GA>
 inline constexpr int kMediumMinBlocks = 3;
 template <typename T>
-inline constexpr int kMediumMinBlocks<DyTaps<T>> = 2;
+inline constexpr int kMediumMinBlocks<DyTaps<T, false>> = 2;
 template <typename GA>
 using ConvMedium = GemmConfig<64, 64, 16, 4, 4, kMediumMinBlocks<GA>>;
 
@@ -536,11 +499,11 @@ void conv2d_backward_data(const cpu::ConvShape& s, const T* dy, const T* w, T* d
     const ConvProduct p = conv2d_pass_product(s, ConvPass::BackwardData);
     const conv_detail::KernelT<T> b{w, g};
     if (s.sh == 1 && s.sw == 1)
-        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTapsUnit<T>{dy, g}, b, dx, s.c, Epilogue::None,
+        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTaps<T, true>{dy, g}, b, dx, s.c, Epilogue::None,
                                       nullptr, 1, 0, stream);
     else
-        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTaps<T>{dy, g}, b, dx, s.c, Epilogue::None,
-                                      nullptr, 1, 0, stream);
+        conv_detail::implicit_gemm<T>(p.m, p.n, p.k, conv_detail::DyTaps<T, false>{dy, g}, b, dx, s.c,
+                                      Epilogue::None, nullptr, 1, 0, stream);
 }
 
 // The split of the reduction over output pixels in the backward-filter
