@@ -1,6 +1,8 @@
 // The CUDA kernels next to their references, on the device: the hand-written
 // SGEMM next to cuBLAS SGEMM (FP32, tensor cores off) at the MLP's shapes
-// (batch 128, forward and both backward products) and at 1024^3 .. 4096^3;
+// (batch 128, forward and both backward products; split along K where the
+// output tiles leave SMs idle, as the Dense layer runs them) and at 1024^3 ..
+// 4096^3;
 // the fused softmax cross-entropy and the fused optimizer update next to
 // their bandwidth floor (bytes moved / a measured device-to-device copy);
 // one epoch of the Keras mnist_mlp model (synthetic uint8 data of MNIST's
@@ -46,12 +48,34 @@ void gemm_args(benchmark::internal::Benchmark* b) {
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
-// The same products with each tile shape forced (6th arg: a GemmTile).
+// The MLP's nine products come first in kGemmShapes.
+constexpr int kMlpShapes = 9;
+
+// The same products with each tile shape forced (6th arg: a GemmTile), and
+// the MLP's on the medium and small tiles also split along K in 2, 4 and 8
+// ranges (7th arg: the K splits, as gemm_split_for makes them; each count once).
 void gemm_tile_args(benchmark::internal::Benchmark* b) {
-    for (const auto& g : kGemmShapes)
-        for (auto t : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small})
-            b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t)});
+    int i = 0;
+    for (const auto& g : kGemmShapes) {
+        for (auto t : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small}) {
+            b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), 1});
+            if (i >= kMlpShapes || t == cuda::GemmTile::Large) continue;
+            std::int64_t last = 1;
+            for (std::int64_t want : {2, 4, 8}) {
+                const std::int64_t splits = cuda::gemm_split_for(t, g[2], want).splits;
+                if (splits != last) b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), splits});
+                last = splits;
+            }
+        }
+        ++i;
+    }
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+// The workspace the automatic split wants for this product (as Dense keeps one).
+Tensor<float> gemm_workspace_for(std::int64_t M, std::int64_t N, std::int64_t K) {
+    const std::int64_t need = cuda::gemm_workspace(M, N, K);
+    return need > 0 ? Tensor<float>::empty(Shape{need}, Device::cuda(0)) : Tensor<float>{};
 }
 
 struct GemmOperands {
@@ -75,29 +99,46 @@ struct GemmOperands {
     }
 };
 
+// What the layers run: the automatic tile, and the automatic K split with a
+// workspace (the label says how many ranges when there are several).
 void BM_gemm_cumulus(benchmark::State& state) {
     if (!have_device(state)) return;
     GemmOperands o(state);
+    Tensor<float> ws = gemm_workspace_for(o.M, o.N, o.K);
+    float* w = ws.defined() ? ws.data() : nullptr;
+    const std::int64_t elems = ws.defined() ? ws.numel() : 0;
     time_device(state, [&] {
-        cuda::gemm(o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f, o.C.data(), o.N);
+        cuda::gemm(o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f, o.C.data(), o.N,
+                   Epilogue::None, nullptr, cuda::current_stream(), w, elems);
     });
     o.counters(state);
+    const auto split = cuda::gemm_auto_split(cuda::gemm_auto_tile(o.M, o.N), o.M, o.N, o.K);
+    if (split.splits > 1) state.SetLabel(o.label() + " s" + std::to_string(split.splits));
 }
 CUDA_BENCHMARK(BM_gemm_cumulus)->Apply(gemm_args);
 
-// Which tile the automatic choice (cuda::gemm_auto_tile) should take: every
-// tile at every product; the label names the tile and marks the automatic one.
+// Which tile and K split the automatic choice (cuda::gemm_auto_tile and
+// gemm_auto_split, as BM_gemm_cumulus runs them) should take: every tile at
+// every product, some splits at the MLP's; the label names the tile and the
+// split ("32x32x32/s2": two K ranges) and marks the automatic one.
 void BM_gemm_tile(benchmark::State& state) {
     if (!have_device(state)) return;
     GemmOperands o(state);
     const auto tile = static_cast<cuda::GemmTile>(state.range(5));
+    const cuda::GemmSplit split = cuda::gemm_split_for(tile, o.K, state.range(6));
+    Tensor<float> ws;
+    const std::int64_t need = cuda::gemm_split_workspace(split, o.M, o.N);
+    if (need > 0) ws = Tensor<float>::empty(Shape{need}, Device::cuda(0));
     time_device(state, [&] {
-        cuda::gemm_with_tile(tile, o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f,
-                             o.C.data(), o.N);
+        cuda::gemm_split_k(tile, split.splits, o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(),
+                           o.ldb(), 0.0f, o.C.data(), o.N, need > 0 ? ws.data() : nullptr, need);
     });
     o.counters(state);
-    const bool is_auto = tile == cuda::gemm_auto_tile(o.M, o.N);
-    state.SetLabel(o.label() + " " + cuda::gemm_tile_name(tile) + (is_auto ? " auto" : ""));
+    const bool is_auto = tile == cuda::gemm_auto_tile(o.M, o.N) &&
+                         split.splits == cuda::gemm_auto_split(tile, o.M, o.N, o.K).splits;
+    const std::string config =
+        std::string(cuda::gemm_tile_name(tile)) + (split.splits > 1 ? "/s" + std::to_string(split.splits) : "");
+    state.SetLabel(o.label() + " " + config + (is_auto ? " auto" : ""));
 }
 CUDA_BENCHMARK(BM_gemm_tile)->Apply(gemm_tile_args);
 

@@ -37,8 +37,14 @@ struct GemmCase {
     std::int64_t M, N, K;
 };
 
+// `splits`: 1 is one launch (gemm_with_tile); n > 1 about n K splits
+// (gemm_split_k), their partials in a NaN-filled workspace of exactly the
+// size needed, or in the launcher's scratch when `workspace` is false; 0 the
+// automatic split with a workspace of gemm_workspace(M, N, K) elements
+// (what ops::matmul does, tile Auto only).
 void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Transpose tb, cuda::GemmTile tile,
-                Epilogue epi, float alpha, float beta, int pad, int offset) {
+                Epilogue epi, float alpha, float beta, int pad, int offset, std::int64_t splits = 1,
+                bool workspace = true) {
     const std::int64_t M = g.M, N = g.N, K = g.K;
     const std::int64_t a_rows = ta == Transpose::No ? M : K, a_cols = ta == Transpose::No ? K : M;
     const std::int64_t b_rows = tb == Transpose::No ? K : N, b_cols = tb == Transpose::No ? N : K;
@@ -53,8 +59,27 @@ void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Tran
     auto dC = cuda_test::to_device(Shape{std::int64_t(C0.size())}, C0);
     auto dbias = cuda_test::to_device(Shape{N}, bias);
     if (beta == 0.0f) cuda_test::poison(dC);  // beta 0 must never read C
-    cuda::gemm_with_tile(tile, ta, tb, M, N, K, alpha, dA.data() + offset, lda, dB.data() + offset, ldb, beta,
-                         dC.data() + offset, ldc, epi, epi == Epilogue::None ? nullptr : dbias.data());
+    const float* bias_arg = epi == Epilogue::None ? nullptr : dbias.data();
+    if (splits == 1) {
+        cuda::gemm_with_tile(tile, ta, tb, M, N, K, alpha, dA.data() + offset, lda, dB.data() + offset, ldb, beta,
+                             dC.data() + offset, ldc, epi, bias_arg);
+    } else {
+        const auto t = tile == cuda::GemmTile::Auto ? cuda::gemm_auto_tile(M, N) : tile;
+        const std::int64_t need = splits == 0 ? cuda::gemm_workspace(M, N, K)
+                                              : cuda::gemm_split_workspace(cuda::gemm_split_for(t, K, splits), M, N);
+        Tensor<float> ws;
+        if (need > 0 && workspace) {
+            ws = Tensor<float>::empty(Shape{need}, Device::cuda(0));
+            cuda_test::poison(ws);
+        }
+        if (splits == 0)
+            cuda::gemm(ta, tb, M, N, K, alpha, dA.data() + offset, lda, dB.data() + offset, ldb, beta,
+                       dC.data() + offset, ldc, epi, bias_arg, cuda::current_stream(), ws.defined() ? ws.data() : nullptr,
+                       need);
+        else
+            cuda::gemm_split_k(tile, splits, ta, tb, M, N, K, alpha, dA.data() + offset, lda, dB.data() + offset, ldb,
+                               beta, dC.data() + offset, ldc, ws.defined() ? ws.data() : nullptr, need, epi, bias_arg);
+    }
     std::vector<float> C = dC.to_vector();
 
     // float64 reference, and the same over |A|, |B|, |C|, |bias| for a bound per element.
@@ -95,7 +120,8 @@ void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Tran
                              " tb=" + std::to_string(int(tb)) + " tile=" + cuda::gemm_tile_name(tile) +
                              " epi=" + std::to_string(int(epi)) + " alpha=" + std::to_string(alpha) +
                              " beta=" + std::to_string(beta) + " pad=" + std::to_string(pad) +
-                             " offset=" + std::to_string(offset);
+                             " offset=" + std::to_string(offset) + " splits=" + std::to_string(splits) +
+                             (workspace ? "" : " (scratch)");
     expect(bad == 0, what + ": " + std::to_string(bad) + " elements off the float64 reference");
     expect(pad_touched == 0, what + ": wrote " + std::to_string(pad_touched) + " elements outside the matrix");
     expect(ref2 == 0 || std::sqrt(err2 / ref2) < 1e-5, what + ": relative error " + std::to_string(std::sqrt(err2 / ref2)));
@@ -164,6 +190,113 @@ void test_gemm(Philox& rng) {
     check_gemm(rng, blas, {7, 9, 11}, Transpose::No, Transpose::No, cuda::GemmTile::Auto, Epilogue::BiasRelu, 0.0f,
                1.5f, 0, 0);
     cublasDestroy(blas);
+}
+
+// Split-K: the split arithmetic, products split in 2 .. 100 ranges on every
+// tile (any M, N, K; ranges shorter than a tile's K step are rounded up), the
+// automatic split at the MLP's products as Dense runs them, and the errors.
+void test_gemm_split(Philox& rng) {
+    using cuda::GemmTile;
+    const GemmTile tiles[] = {GemmTile::Large, GemmTile::Medium, GemmTile::Small};
+    int bad = 0;
+    for (auto t : tiles) {
+        const std::int64_t bk = cuda::gemm_tile_dims(t).bk;
+        for (std::int64_t K = 1; K <= 300; ++K)
+            for (std::int64_t want = 1; want <= 20; ++want) {
+                const auto sp = cuda::gemm_split_for(t, K, want);
+                const bool ok = sp.splits >= 1 && sp.splits <= want && sp.splits * sp.depth >= K &&
+                                (sp.splits - 1) * sp.depth < K && (sp.splits == 1 || sp.depth % bk == 0);
+                bad += !ok;
+            }
+    }
+    expect(bad == 0, "gemm_split_for: " + std::to_string(bad) + " splits with an empty, unaligned or missing range");
+    // The automatic split fills the SMs at most once over and never goes below 64 deep.
+    const std::int64_t sms = cuda::device_properties().multiProcessorCount;
+    for (const GemmCase g : {GemmCase{128, 512, 784}, {128, 10, 512}, {512, 10, 128}, {128, 512, 10}, {4096, 4096, 4096},
+                             {1, 1, 100000}, {33, 33, 63}}) {
+        for (auto t : tiles) {
+            const auto d = cuda::gemm_tile_dims(t);
+            const std::int64_t blocks = cuda::ceil_div(g.M, d.bm) * cuda::ceil_div(g.N, d.bn);
+            const auto sp = cuda::gemm_auto_split(t, g.M, g.N, g.K);
+            const bool ok = sp.splits == 1 || (blocks * sp.splits <= sms && sp.depth >= 64 && blocks < sms);
+            expect(ok, "gemm_auto_split " + dims(g.M, g.N, g.K) + " on " + cuda::gemm_tile_name(t) + ": " +
+                           std::to_string(sp.splits) + " splits of " + std::to_string(sp.depth));
+        }
+    }
+    // On a chip of 64 SMs or more (H100, H200: 132), the MLP's first product
+    // on the small tile (64 output tiles) splits in two.
+    if (sms >= 128)
+        expect(cuda::gemm_auto_split(GemmTile::Small, 128, 512, 784).splits == 2 &&
+                   cuda::gemm_workspace(128, 512, 784) == 2 * 128 * 512,
+               "gemm_auto_split: 128 x 512 x 784 on " + std::to_string(sms) + " SMs splits in two");
+
+    cublasHandle_t blas = nullptr;
+    expect(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+    cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH);
+    const Transpose ts[] = {Transpose::No, Transpose::Yes};
+    const GemmCase cases[] = {{1, 1, 97}, {5, 1, 1000}, {13, 17, 19}, {37, 41, 300}, {65, 63, 129}, {128, 10, 512}};
+    int n = 0;
+    for (auto g : cases)
+        for (auto t : tiles)
+            for (std::int64_t splits : {2, 3, 7, 100}) {
+                const Transpose ta = ts[n % 2], tb = ts[n / 2 % 2];
+                const Epilogue epi = n % 3 == 0 ? Epilogue::None : n % 3 == 1 ? Epilogue::BiasRelu : Epilogue::Bias;
+                const float beta = n % 2 ? 0.0f : 0.5f;
+                check_gemm(rng, blas, g, ta, tb, t, epi, n % 4 ? 1.0f : -0.75f, beta, n % 3, n % 2, splits);
+                ++n;
+            }
+    check_gemm(rng, blas, {37, 41, 300}, Transpose::Yes, Transpose::No, GemmTile::Small, Epilogue::Bias, 1.0f, 0.25f,
+               1, 1, 5, /*workspace=*/false);
+    // The automatic split with a workspace, at the MLP's nine products and a 96-row last batch.
+    const struct {
+        GemmCase g;
+        Transpose ta, tb;
+        Epilogue epi;
+    } mlp[] = {{{128, 512, 784}, Transpose::No, Transpose::No, Epilogue::BiasRelu},
+               {{128, 512, 512}, Transpose::No, Transpose::No, Epilogue::BiasRelu},
+               {{128, 10, 512}, Transpose::No, Transpose::No, Epilogue::Bias},
+               {{784, 512, 128}, Transpose::Yes, Transpose::No, Epilogue::None},
+               {{512, 512, 128}, Transpose::Yes, Transpose::No, Epilogue::None},
+               {{512, 10, 128}, Transpose::Yes, Transpose::No, Epilogue::None},
+               {{128, 512, 10}, Transpose::No, Transpose::Yes, Epilogue::None},
+               {{128, 512, 512}, Transpose::No, Transpose::Yes, Epilogue::None},
+               {{96, 512, 784}, Transpose::No, Transpose::No, Epilogue::BiasRelu}};
+    for (const auto& c : mlp) check_gemm(rng, blas, c.g, c.ta, c.tb, GemmTile::Auto, c.epi, 1.0f, 0.0f, 0, 0, 0);
+    cublasDestroy(blas);
+
+    // A workspace smaller than the split needs, and more splits than grid.z holds, are refused.
+    auto A = Tensor<float>::zeros(Shape{64 * 1024}, Device::cuda(0));
+    auto C = Tensor<float>::zeros(Shape{64 * 64}, Device::cuda(0));
+    auto threw = [&](auto fn, const char* needle) {
+        try {
+            fn();
+        } catch (const Error& e) {
+            return std::string(e.what()).find(needle) != std::string::npos;
+        }
+        return false;
+    };
+    expect(threw(
+               [&] {
+                   cuda::gemm_split_k(GemmTile::Small, 4, Transpose::No, Transpose::No, 64, 64, 1024, 1.0f, A.data(),
+                                      1024, A.data(), 64, 0.0f, C.data(), 64, C.data(), 64 * 64);
+               },
+               "gemm_split_workspace"),
+           "gemm_split_k refuses a workspace smaller than the split needs");
+    expect(threw(
+               [&] {
+                   cuda::gemm_split_k(GemmTile::Small, 70000, Transpose::No, Transpose::No, 1, 1,
+                                      std::int64_t(70000) * 32, 1.0f, A.data(), std::int64_t(70000) * 32, A.data(), 1,
+                                      0.0f, C.data(), 1, nullptr, 0);
+               },
+               "at most 65535"),
+           "gemm_split_k refuses more than 65535 K splits");
+    expect(threw(
+               [&] {
+                   cuda::gemm_split_k(GemmTile::Small, -1, Transpose::No, Transpose::No, 4, 4, 4, 1.0f, A.data(), 4,
+                                      A.data(), 4, 0.0f, C.data(), 4, nullptr, 0);
+               },
+               "K splits must be"),
+           "gemm_split_k refuses a negative split count");
 }
 
 // ---------------------------------------------------------------- elementwise, reduce
@@ -523,6 +656,7 @@ int main() {
     try {
         Philox rng(20261122, 0);
         test_gemm(rng);
+        test_gemm_split(rng);
         test_elementwise(rng);
         test_dropout(rng);
         test_softmax_xent(rng);

@@ -4,7 +4,8 @@
     bench_test.py CUDA_EMU_BENCH GPU_SUMMARY OUT_DIR
 
 Runs the small cases of every benchmark family of benchmarks/cuda_bench.cu
-(the GEMM at three MLP shapes, ours, cuBLAS's and each tile forced; the
+(the GEMM at three MLP shapes, ours, cuBLAS's and each tile forced, with
+and without a K split; the
 copy; softmax cross-entropy; the RMSprop update; not the MLP epoch, too
 slow here) as tools/gpu-check runs them, then the summary script on the
 JSON, and checks that every case ran without an error, that each product
@@ -13,6 +14,7 @@ emulated times are the CPU's and are not looked at.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -32,7 +34,7 @@ labels = ["128x10x512", "512x10x128 At", "128x512x10 Bt"]
 expected = set()
 for s in shapes:
     expected |= {f"BM_gemm_cumulus/{s}/manual_time", f"BM_gemm_cublas/{s}/manual_time"}
-    expected |= {f"BM_gemm_tile/{s}/{t}/manual_time" for t in (1, 2, 3)}
+    expected |= {f"BM_gemm_tile/{s}/{t}/1/manual_time" for t in (1, 2, 3)}  # each tile unsplit
 expected |= {"BM_d2d_copy/manual_time", "BM_softmax_xent/128/10/manual_time", "BM_rmsprop_multi/0/manual_time"}
 pattern = "|".join(["BM_gemm_(cumulus|cublas|tile)/(" + "|".join(shapes) + ")/",
                     "BM_d2d_copy", "BM_softmax_xent/128/10/", "BM_rmsprop_multi/0/"])
@@ -49,7 +51,12 @@ except (OSError, ValueError, KeyError) as e:
     benchmarks = []
     check(False, f"no benchmark JSON in {json_path}: {e}")
 names = {b["name"] for b in benchmarks}
-check(names == expected, f"benchmarks run: missing {sorted(expected - names)}, unexpected {sorted(names - expected)}")
+# Besides: the medium and small tiles (2, 3) split along K (7th argument > 1).
+split = re.compile(r"^BM_gemm_tile/(" + "|".join(shapes) + r")/[23]/([2-9]|[1-9][0-9]+)/manual_time$")
+splits = {n for n in names if split.match(n)}
+check(names - splits == expected,
+      f"benchmarks run: missing {sorted(expected - names)}, unexpected {sorted(names - splits - expected)}")
+check(len(splits) >= 2 * len(shapes), f"split-K cases run: {sorted(splits)}")
 for b in benchmarks:
     check(not b.get("error_occurred"), f"{b['name']}: {b.get('error_message')}")
     check(b.get("real_time", 0) > 0, f"{b['name']}: no time")

@@ -56,7 +56,7 @@ public:
                        : activation_ == Activation::ReLU ? Epilogue::BiasRelu
                                                          : Epilogue::Bias;
         ops::matmul(x, Transpose::No, kernel_.value, Transpose::No, z_, T(1), T(0), epi,
-                    use_bias_ ? &bias_.value : nullptr);
+                    use_bias_ ? &bias_.value : nullptr, &workspace_);
         if (!use_bias_ && activation_ == Activation::ReLU) ops::relu_forward(z_, z_);
         softmax_deferred_ = ctx.defer_softmax;
         if (activation_ == Activation::Softmax && !ctx.defer_softmax) {
@@ -79,11 +79,13 @@ public:
             CUMULUS_CHECK(softmax_deferred_, this->where(),
                           ": backward through a softmax is only supported fused with the cross-entropy loss");
         }
-        ops::matmul(x_, Transpose::Yes, dz, Transpose::No, kernel_.grad);  // (in, out) = x^T dz
+        ops::matmul(x_, Transpose::Yes, dz, Transpose::No, kernel_.grad, T(1), T(0), Epilogue::None, nullptr,
+                    &workspace_);  // (in, out) = x^T dz
         if (use_bias_) ops::bias_grad(dz, bias_.grad);
         if (!this->input_grad_needed()) return {};
         this->ensure(dx_, x_.shape());
-        ops::matmul(dz, Transpose::No, kernel_.value, Transpose::Yes, dx_);  // (batch, in) = dz W^T
+        ops::matmul(dz, Transpose::No, kernel_.value, Transpose::Yes, dx_, T(1), T(0), Epilogue::None, nullptr,
+                    &workspace_);  // (batch, in) = dz W^T
         return dx_;
     }
 
@@ -93,6 +95,9 @@ public:
     }
     Parameter<T>& kernel() { return kernel_; }
     Parameter<T>& bias() { return bias_; }
+    // The GPU's split-K partial products (ops::matmul): undefined until a
+    // product on the GPU was split.
+    const Tensor<T>& workspace() const { return workspace_; }
 
 private:
     std::int64_t units_;
@@ -101,6 +106,9 @@ private:
     bool softmax_deferred_ = false;
     Parameter<T> kernel_, bias_;
     Tensor<T> x_, z_, probs_, dz_, dx_;
+    // The GPU's split-K partial products, shared by the three products (one
+    // after another on one stream); grown to the largest, then kept.
+    Tensor<T> workspace_;
 };
 
 }  // namespace cumulus::nn

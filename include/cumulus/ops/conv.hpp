@@ -86,14 +86,9 @@ void conv2d_backward_filter(const ConvShape& s, const Tensor<T>& x, const Tensor
     check_same_device(op, x, dw);
 #if CUMULUS_WITH_CUDA && defined(__CUDACC__)
     if (!x.device().is_cpu()) {
-        T* ws = nullptr;
-        if (workspace) {
-            const std::int64_t need = cuda::conv2d_filter_workspace(s);
-            if (need > 0 && (!workspace->defined() || workspace->numel() < need || !(workspace->device() == x.device())))
-                *workspace = Tensor<T>::empty(Shape{need}, x.device());
-            ws = workspace->defined() ? workspace->data() : nullptr;
-        }
-        cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws, ws ? workspace->numel() : 0);
+        const std::int64_t need = workspace ? cuda::conv2d_filter_workspace(s) : 0;
+        T* ws = detail::grow_workspace(workspace, need, x.device());
+        cuda::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(), ws, need);
         return;
     }
 #else

@@ -4,6 +4,7 @@
 #include <cumulus/core/config.hpp>
 #include <cumulus/core/device.hpp>
 #include <cumulus/core/error.hpp>
+#include <cumulus/core/tensor.hpp>
 
 namespace cumulus::ops::detail {
 
@@ -12,6 +13,19 @@ namespace cumulus::ops::detail {
     CUMULUS_FAIL(op, ": operands live on ", d.str(),
                  " but this translation unit was compiled without the CUDA kernels "
                  "(compile it with nvcc and CUMULUS_WITH_CUDA=1, or move the tensors to the CPU)");
+}
+
+// The scratch a device op keeps in a caller's tensor: null when there is no
+// tensor or the op needs none; else the tensor's data, the tensor replaced
+// first when it is smaller than `need` elements or on another device. A
+// layer that keeps the tensor allocates only on its first step (a captured
+// CUDA graph allocates nothing).
+template <typename T>
+T* grow_workspace(Tensor<T>* workspace, std::int64_t need, Device d) {
+    if (!workspace || need <= 0) return nullptr;
+    if (!workspace->defined() || workspace->numel() < need || !(workspace->device() == d))
+        *workspace = Tensor<T>::empty(Shape{need}, d);
+    return workspace->data();
 }
 
 }  // namespace cumulus::ops::detail

@@ -1,6 +1,8 @@
 // matmul on 2-D tensors: the device-dispatching face of the GEMM family.
 #pragma once
 
+#include <type_traits>
+
 #include <cumulus/core/op_types.hpp>
 #include <cumulus/core/tensor.hpp>
 #include <cumulus/cpu/gemm.hpp>
@@ -13,9 +15,14 @@ namespace cumulus::ops {
 
 // c = epilogue(alpha * op(a) op(b) + beta * c [+ bias]); a, b, c are 2-D and
 // contiguous. op(a) is (M, K), op(b) is (K, N), c is (M, N), bias is (N).
+// On a GPU, given a `workspace`, a product too small to fill the chip is
+// split along K, its partial products kept there (cuda::gemm; the tensor is
+// grown as needed, so a layer that keeps one allocates nothing after its
+// first step, as a captured CUDA graph requires); the CPU ignores it.
 template <typename T>
 void matmul(const Tensor<T>& a, Transpose ta, const Tensor<T>& b, Transpose tb, Tensor<T>& c, T alpha = T(1),
-            T beta = T(0), Epilogue epilogue = Epilogue::None, const Tensor<T>* bias = nullptr) {
+            T beta = T(0), Epilogue epilogue = Epilogue::None, const std::type_identity_t<Tensor<T>>* bias = nullptr,
+            std::type_identity_t<Tensor<T>>* workspace = nullptr) {
     CUMULUS_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "matmul: expected 2-D operands, got ",
                   a.shape().str(), ", ", b.shape().str(), " -> ", c.shape().str());
     const std::int64_t M = ta == Transpose::No ? a.dim(0) : a.dim(1);
@@ -33,11 +40,21 @@ void matmul(const Tensor<T>& a, Transpose ta, const Tensor<T>& b, Transpose tb, 
         check_same_device("matmul", a, *bias);
         bias_ptr = bias->data();
     }
+#if CUMULUS_WITH_CUDA && defined(__CUDACC__)
+    if (!a.device().is_cpu()) {
+        const std::int64_t need = workspace ? cuda::gemm_workspace(M, N, K) : 0;
+        T* ws = detail::grow_workspace(workspace, need, a.device());
+        cuda::gemm(ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(), c.dim(1), epilogue,
+                   bias_ptr, cuda::current_stream(), ws, need);
+        return;
+    }
+#else
+    (void)workspace;
+#endif
     CUMULUS_DISPATCH("matmul", a.device(),
                      cpu::gemm(ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(),
                                c.dim(1), epilogue, bias_ptr),
-                     cuda::gemm(ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(),
-                                c.dim(1), epilogue, bias_ptr));
+                     (void)0);
 }
 
 }  // namespace cumulus::ops

@@ -333,18 +333,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     }
 }
 
-// out[i] = sum over z of parts[z * count + i], z in order.
-template <typename T>
-__global__ void sum_splits_kernel(const T* __restrict__ parts, std::int64_t splits, std::int64_t count,
-                                  T* __restrict__ out) {
-    for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count;
-         i += std::int64_t(gridDim.x) * blockDim.x) {
-        T s = T(0);
-        for (std::int64_t z = 0; z < splits; ++z) s += parts[z * count + i];
-        out[i] = s;
-    }
-}
-
 // ---------------------------------------------------------------- launchers
 
 namespace conv_detail {
@@ -548,7 +536,9 @@ void conv2d_backward_filter(const cpu::ConvShape& s, const T* x, const T* dy, T*
     Scratch<T> own(workspace ? 0 : static_cast<std::size_t>(splits * KO), stream);
     T* parts = workspace ? workspace : own.get();
     conv_detail::implicit_gemm<T>(p.m, p.n, p.k, a, b, parts, s.oc, Epilogue::None, nullptr, splits, KO, stream);
-    sum_splits_kernel<<<grid_for(KO), kThreads, 0, stream>>>(parts, splits, KO, dw);
+    // dw = the splits' sum, in order (M = 1: dw is one row of KO).
+    gemm_sum_splits_kernel<T><<<grid_for(KO), kThreads, 0, stream>>>(parts, splits, 1, KO, T(1), T(0), dw, KO,
+                                                                     int(Epilogue::None), nullptr);
     CUMULUS_CUDA_CHECK_LAUNCH();
 }
 

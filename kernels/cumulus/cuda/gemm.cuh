@@ -21,6 +21,11 @@
 // Three tile shapes; gemm_auto_tile takes the largest that still gives
 // every SM a block (the MLP's M = 128 products need the small ones to fill
 // the chip) without padding the output much more than the small tile does.
+// Given a workspace, a product whose output tiles still leave SMs idle is
+// also split along K (gemm_auto_split): each K range's partial product goes
+// to the workspace, and gemm_sum_splits_kernel adds them in a fixed order
+// and applies alpha, beta and the epilogue (no atomics: the same result
+// every run).
 #pragma once
 
 #include <cstdint>
@@ -163,9 +168,10 @@ __device__ __forceinline__ int tile_col(int j, int tx) {
 
 template <typename Cfg, bool TA, bool TB, typename T>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
-    gemm_kernel(std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* __restrict__ A, std::int64_t lda,
-                const T* __restrict__ B, std::int64_t ldb, T beta, T* __restrict__ C, std::int64_t ldc,
-                int epilogue, const T* __restrict__ bias, bool vec_a, bool vec_b) {
+    gemm_kernel(std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t k_split, T alpha,
+                const T* __restrict__ A, std::int64_t lda, const T* __restrict__ B, std::int64_t ldb, T beta,
+                T* __restrict__ C, std::int64_t ldc, std::int64_t split_stride, int epilogue,
+                const T* __restrict__ bias, bool vec_a, bool vec_b) {
     constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN, THREADS = Cfg::kThreads;
     constexpr int LDA_S = BM + Cfg::PAD, LDB_S = BN + Cfg::PAD;
     __shared__ __align__(16) T As[2][BK * LDA_S];  // As[k][m]
@@ -177,6 +183,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     // blocks shares its A rows): a 1-D grid, so M has no 65535-tile limit.
     const std::int64_t n_tiles = (N + BN - 1) / BN, tile = blockIdx.x;
     const std::int64_t m0 = tile / n_tiles * BM, n0 = tile % n_tiles * BN;
+    // Split z of the K range (grid.z; one split when gridDim.z == 1): the
+    // range [kb, ke), its partial product to C + z * split_stride.
+    const std::int64_t kb = std::int64_t(blockIdx.z) * k_split;
+    const std::int64_t ke = kb + k_split < K ? kb + k_split : K;
+    T* __restrict__ out = C + std::int64_t(blockIdx.z) * split_stride;
 
     // op(A) tile: A stored M x K (rows m, cols k) or K x M (rows k, cols m).
     using LoaderA = detail::TileLoader<T, TA ? BK : BM, TA ? BM : BK, THREADS>;
@@ -184,10 +195,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     LoaderA la;
     LoaderB lb;
     auto load_tiles = [&](std::int64_t k0) {
-        if constexpr (TA) la.load(A, lda, K, M, k0, m0, vec_a, tid);
-        else la.load(A, lda, M, K, m0, k0, vec_a, tid);
-        if constexpr (TB) lb.load(B, ldb, N, K, n0, k0, vec_b, tid);
-        else lb.load(B, ldb, K, N, k0, n0, vec_b, tid);
+        if constexpr (TA) la.load(A, lda, ke, M, k0, m0, vec_a, tid);
+        else la.load(A, lda, M, ke, m0, k0, vec_a, tid);
+        if constexpr (TB) lb.load(B, ldb, N, ke, n0, k0, vec_b, tid);
+        else lb.load(B, ldb, ke, N, k0, n0, vec_b, tid);
     };
     auto store_tiles = [&](int buf) {
         la.template store<LDA_S, !TA>(As[buf], tid);  // stored M x K: columns are k, transpose
@@ -200,14 +211,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 
-    const std::int64_t k_tiles = (K + BK - 1) / BK;
-    load_tiles(0);
+    const std::int64_t k_tiles = (ke - kb + BK - 1) / BK;
+    load_tiles(kb);
     store_tiles(0);
     __syncthreads();
     for (std::int64_t kt = 0; kt < k_tiles; ++kt) {
         const int buf = int(kt & 1);
         const bool more = kt + 1 < k_tiles;
-        if (more) load_tiles((kt + 1) * BK);  // in flight while this tile is multiplied
+        if (more) load_tiles(kb + (kt + 1) * BK);  // in flight while this tile is multiplied
         detail::multiply_tile<Cfg>(As[buf], Bs[buf], acc, tx, ty);
         // The other buffer was last read in step kt - 1, before the barrier
         // that ended it; the barrier below orders these stores before step kt + 1.
@@ -224,23 +235,34 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
             const std::int64_t n = n0 + detail::tile_col<Cfg>(j, tx);
             if (n >= N) continue;
             T v = alpha * acc[i][j];
-            if (beta != T(0)) v += beta * C[m * ldc + n];
+            if (beta != T(0)) v += beta * out[m * ldc + n];
             if (epilogue != int(Epilogue::None)) v += bias[n];
             if (epilogue == int(Epilogue::BiasRelu)) v = v < T(0) ? T(0) : v;
-            C[m * ldc + n] = v;
+            out[m * ldc + n] = v;
         }
     }
 }
 
-// C = epi(beta * C): K == 0 or alpha == 0.
+// C(M, N) = epi(alpha * P + beta * C), where P is the sum of `splits`
+// partial products parts[z * M * N + m * N + n], added in the order z = 0,
+// 1, ... so that a result is the same every run. splits == 0 (K == 0 or
+// alpha == 0) gives epi(beta * C): parts, A and B are not read. beta == 0
+// never reads C. Also sums conv.cuh's split reductions (M = 1, alpha 1, beta 0).
 template <typename T>
-__global__ void gemm_scale_only_kernel(std::int64_t M, std::int64_t N, T beta, T* C, std::int64_t ldc, int epilogue,
-                                       const T* bias) {
+__global__ void gemm_sum_splits_kernel(const T* __restrict__ parts, std::int64_t splits, std::int64_t M,
+                                       std::int64_t N, T alpha, T beta, T* __restrict__ C, std::int64_t ldc,
+                                       int epilogue, const T* __restrict__ bias) {
     const std::int64_t total = M * N;
     for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
          idx += std::int64_t(gridDim.x) * blockDim.x) {
         const std::int64_t m = idx / N, n = idx - m * N;
-        T v = beta == T(0) ? T(0) : beta * C[m * ldc + n];
+        T v = T(0);
+        if (splits > 0) {
+            T sum = T(0);
+            for (std::int64_t z = 0; z < splits; ++z) sum += parts[z * total + idx];
+            v = alpha * sum;
+        }
+        if (beta != T(0)) v += beta * C[m * ldc + n];
         if (epilogue != int(Epilogue::None)) v += bias[n];
         if (epilogue == int(Epilogue::BiasRelu)) v = v < T(0) ? T(0) : v;
         C[m * ldc + n] = v;
@@ -261,19 +283,20 @@ inline const char* gemm_tile_name(GemmTile t) {
     return "?";
 }
 
-// The output block of a tile (Auto has none: resolve it with gemm_auto_tile first).
+// The block of a tile: bm x bn outputs, bk deep per K step (Auto has
+// none: resolve it with gemm_auto_tile first).
 struct GemmTileDims {
-    std::int64_t bm, bn;
+    std::int64_t bm, bn, bk;
 };
 inline GemmTileDims gemm_tile_dims(GemmTile t) {
     switch (t) {
-        case GemmTile::Large: return {GemmLarge::BM, GemmLarge::BN};
-        case GemmTile::Medium: return {GemmMedium::BM, GemmMedium::BN};
-        case GemmTile::Small: return {GemmSmall::BM, GemmSmall::BN};
+        case GemmTile::Large: return {GemmLarge::BM, GemmLarge::BN, GemmLarge::BK};
+        case GemmTile::Medium: return {GemmMedium::BM, GemmMedium::BN, GemmMedium::BK};
+        case GemmTile::Small: return {GemmSmall::BM, GemmSmall::BN, GemmSmall::BK};
         case GemmTile::Auto: break;
     }
     CUMULUS_CHECK(false, "gemm_tile_dims: GemmTile::Auto has no dimensions; resolve it with gemm_auto_tile");
-    return {0, 0};
+    return {0, 0, 0};
 }
 
 namespace detail {
@@ -282,28 +305,32 @@ inline bool aligned16(const void* p, std::int64_t ld, std::size_t elem) {
     return reinterpret_cast<std::uintptr_t>(p) % 16 == 0 && (ld * std::int64_t(elem)) % 16 == 0;
 }
 
+// One launch of gemm_kernel: `splits` K ranges of k_split each on grid.z,
+// split z's product (epilogue and all) to C + z * split_stride.
 template <typename Cfg, typename T>
-void gemm_launch(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
-                 std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc, Epilogue epi,
-                 const T* bias, cudaStream_t stream) {
+void gemm_launch(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t splits,
+                 std::int64_t k_split, T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta,
+                 T* C, std::int64_t ldc, std::int64_t split_stride, Epilogue epi, const T* bias,
+                 cudaStream_t stream) {
     const std::int64_t tiles = ceil_div(N, Cfg::BN) * ceil_div(M, Cfg::BM);
     CUMULUS_CHECK(tiles <= std::numeric_limits<int>::max(), "gemm: ", M, " x ", N, " is too large for one launch (",
                   tiles, " tiles of ", Cfg::BM, " x ", Cfg::BN, "; at most 2^31 - 1)");
-    const dim3 grid{static_cast<unsigned>(tiles)};
+    const dim3 grid{static_cast<unsigned>(tiles), 1, static_cast<unsigned>(splits)};
     const bool va = aligned16(A, lda, sizeof(T)), vb = aligned16(B, ldb, sizeof(T));
     const int e = int(epi);
+    // Four explicit launches (the CUDA emulation rewrites each by name).
     if (!ta && !tb)
-        gemm_kernel<Cfg, false, false, T>
-            <<<grid, Cfg::kThreads, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, e, bias, va, vb);
+        gemm_kernel<Cfg, false, false, T><<<grid, Cfg::kThreads, 0, stream>>>(
+            M, N, K, k_split, alpha, A, lda, B, ldb, beta, C, ldc, split_stride, e, bias, va, vb);
     else if (!ta && tb)
-        gemm_kernel<Cfg, false, true, T>
-            <<<grid, Cfg::kThreads, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, e, bias, va, vb);
+        gemm_kernel<Cfg, false, true, T><<<grid, Cfg::kThreads, 0, stream>>>(
+            M, N, K, k_split, alpha, A, lda, B, ldb, beta, C, ldc, split_stride, e, bias, va, vb);
     else if (ta && !tb)
-        gemm_kernel<Cfg, true, false, T>
-            <<<grid, Cfg::kThreads, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, e, bias, va, vb);
+        gemm_kernel<Cfg, true, false, T><<<grid, Cfg::kThreads, 0, stream>>>(
+            M, N, K, k_split, alpha, A, lda, B, ldb, beta, C, ldc, split_stride, e, bias, va, vb);
     else
-        gemm_kernel<Cfg, true, true, T>
-            <<<grid, Cfg::kThreads, 0, stream>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, e, bias, va, vb);
+        gemm_kernel<Cfg, true, true, T><<<grid, Cfg::kThreads, 0, stream>>>(
+            M, N, K, k_split, alpha, A, lda, B, ldb, beta, C, ldc, split_stride, e, bias, va, vb);
     CUMULUS_CUDA_CHECK_LAUNCH();
 }
 
@@ -326,53 +353,149 @@ inline GemmTile gemm_auto_tile(std::int64_t M, std::int64_t N) {
     return GemmTile::Small;
 }
 
-// gemm() with a chosen tile (for tests and benchmarks).
+// How a product's K is split over blocks (split-K): `splits` ranges of
+// `depth` each (the last may be shorter), depth a whole number of the
+// tile's K steps so that every range starts 16-byte aligned.
+struct GemmSplit {
+    std::int64_t splits, depth;
+};
+
+// The split for about `want` K ranges on `tile` (not Auto): `want` is
+// rounded so that no range is empty; K == 0 gives one empty range.
+inline GemmSplit gemm_split_for(GemmTile tile, std::int64_t K, std::int64_t want) {
+    CUMULUS_CHECK(want >= 1, "gemm: the number of K splits must be positive, got ", want);
+    if (K <= 0 || want == 1) return {1, K};
+    const std::int64_t bk = gemm_tile_dims(tile).bk;
+    const std::int64_t depth = ceil_div(ceil_div(K, want < K ? want : K), bk) * bk;
+    return {ceil_div(K, depth), depth};
+}
+
+// The K ranges below this depth are not worth a block of their own.
+inline constexpr std::int64_t kGemmMinSplitDepth = 64;
+
+// The split the automatic choice makes on `tile` (not Auto) when a workspace
+// is at hand: none when the output tiles alone give every SM a block; else
+// as many K ranges as keep the grid within one block per SM, none shallower
+// than kGemmMinSplitDepth. (The MLP's batch-128 products have 64 output
+// tiles of 32 x 32, and K = 784 or 512: two ranges each.)
+inline GemmSplit gemm_auto_split(GemmTile tile, std::int64_t M, std::int64_t N, std::int64_t K) {
+    const auto d = gemm_tile_dims(tile);
+    const std::int64_t sms = device_properties().multiProcessorCount;
+    const std::int64_t blocks = ceil_div(M, d.bm) * ceil_div(N, d.bn);
+    if (blocks == 0 || blocks >= sms) return {1, K};
+    std::int64_t want = sms / blocks;
+    const std::int64_t deepest = K / (kGemmMinSplitDepth > d.bk ? kGemmMinSplitDepth : d.bk);
+    if (want > deepest) want = deepest;
+    return gemm_split_for(tile, K, want < 1 ? 1 : want);
+}
+
+// Elements of workspace a split holds for an M x N product (0 for one range).
+inline std::int64_t gemm_split_workspace(GemmSplit split, std::int64_t M, std::int64_t N) {
+    if (split.splits <= 1 || M == 0 || N == 0) return 0;
+    CUMULUS_CHECK(M <= std::numeric_limits<std::int64_t>::max() / N &&
+                      split.splits <= std::numeric_limits<std::int64_t>::max() / (M * N),
+                  "gemm: ", split.splits, " partial products of ", M, " x ", N, " overflow a 64-bit element count");
+    return split.splits * M * N;
+}
+
+// Elements of workspace gemm() with a workspace wants for an M x N x K
+// product (0: it splits nothing and needs none).
+inline std::int64_t gemm_workspace(std::int64_t M, std::int64_t N, std::int64_t K) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    return gemm_split_workspace(gemm_auto_split(gemm_auto_tile(M, N), M, N, K), M, N);
+}
+
+// gemm() with a chosen tile (Auto: gemm_auto_tile) and a chosen number of K
+// splits (0: gemm_auto_split when a workspace is given, else none; n >= 1:
+// about n, as gemm_split_for rounds it). With more than one split, each K
+// range's partial product goes to `workspace` (at least
+// gemm_split_workspace(split, M, N) elements, checked; when it is null, to a
+// launcher-owned scratch buffer, which a CUDA graph capture must not use),
+// and a second kernel adds them in a fixed order and applies alpha, beta and
+// the epilogue: the same result every run, and within float rounding of the
+// unsplit product.
 template <typename T>
-void gemm_with_tile(GemmTile tile, Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K,
-                    T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
-                    std::int64_t ldc, Epilogue epilogue = Epilogue::None, const T* bias = nullptr,
-                    cudaStream_t stream = current_stream()) {
+void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb, std::int64_t M, std::int64_t N,
+                  std::int64_t K, T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
+                  std::int64_t ldc, std::type_identity_t<T>* workspace, std::int64_t workspace_elems,
+                  Epilogue epilogue = Epilogue::None, const std::type_identity_t<T>* bias = nullptr,
+                  cudaStream_t stream = current_stream()) {
     static_assert(std::is_floating_point_v<T>, "gemm: T must be float or double");
     CUMULUS_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M=", M, " N=", N, " K=", K);
+    CUMULUS_CHECK(splits >= 0, "gemm: the number of K splits must be 0 (automatic) or positive, got ", splits);
     const std::int64_t a_row = ta == Transpose::No ? K : M, b_row = tb == Transpose::No ? N : K;
     CUMULUS_CHECK(lda >= a_row, "gemm: lda=", lda, " is less than the row length ", a_row, " of A");
     CUMULUS_CHECK(ldb >= b_row, "gemm: ldb=", ldb, " is less than the row length ", b_row, " of B");
     CUMULUS_CHECK(ldc >= N, "gemm: ldc=", ldc, " is less than N=", N);
+    CUMULUS_CHECK(workspace_elems >= 0, "gemm: negative workspace size ", workspace_elems);
     if (M == 0 || N == 0) return;
     CUMULUS_CHECK(C != nullptr, "gemm: C is null for a ", M, " x ", N, " product");
     if (epilogue != Epilogue::None)
         CUMULUS_CHECK(bias != nullptr, "gemm: the bias epilogue needs a bias of N=", N, " entries, got null");
     if (K == 0 || alpha == T(0)) {
-        gemm_scale_only_kernel<<<grid_for(M * N), kThreads, 0, stream>>>(M, N, beta, C, ldc, int(epilogue), bias);
+        gemm_sum_splits_kernel<T><<<grid_for(M * N), kThreads, 0, stream>>>(nullptr, 0, M, N, alpha, beta, C, ldc,
+                                                                           int(epilogue), bias);
         CUMULUS_CUDA_CHECK_LAUNCH();
         return;
     }
     CUMULUS_CHECK(A != nullptr && B != nullptr, "gemm: A or B is null with M=", M, " N=", N, " K=", K);
     if (tile == GemmTile::Auto) tile = gemm_auto_tile(M, N);
+    const GemmSplit split = splits > 0 ? gemm_split_for(tile, K, splits)
+                            : workspace ? gemm_auto_split(tile, M, N, K)
+                                        : GemmSplit{1, K};
+    CUMULUS_CHECK(split.splits <= 65535, "gemm: ", split.splits, " K splits of ", M, " x ", N, " x ", K,
+                  " are too many for one launch (at most 65535)");
+    const std::int64_t need = gemm_split_workspace(split, M, N);
+    CUMULUS_CHECK(!workspace || workspace_elems >= need, "gemm: the workspace holds ", workspace_elems,
+                  " elements; ", split.splits, " K splits of ", M, " x ", N, " x ", K, " need ", need,
+                  " (gemm_split_workspace)");
+    Scratch<T> own(workspace || need == 0 ? 0 : static_cast<std::size_t>(need), stream);
+    T* parts = need == 0 ? nullptr : workspace ? workspace : own.get();
     const bool a_t = ta == Transpose::Yes, b_t = tb == Transpose::Yes;
+    auto launch = [&](auto cfg) {
+        using Cfg = decltype(cfg);
+        if (!parts)
+            detail::gemm_launch<Cfg, T>(a_t, b_t, M, N, K, 1, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, epilogue, bias,
+                                     stream);
+        else
+            detail::gemm_launch<Cfg, T>(a_t, b_t, M, N, K, split.splits, split.depth, T(1), A, lda, B, ldb, T(0), parts,
+                                     N, M * N, Epilogue::None, nullptr, stream);
+    };
     switch (tile) {
-        case GemmTile::Large:
-            detail::gemm_launch<GemmLarge>(a_t, b_t, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, bias,
-                                           stream);
-            break;
-        case GemmTile::Medium:
-            detail::gemm_launch<GemmMedium>(a_t, b_t, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, bias,
-                                            stream);
-            break;
-        default:
-            detail::gemm_launch<GemmSmall>(a_t, b_t, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, bias,
-                                           stream);
-            break;
+        case GemmTile::Large: launch(GemmLarge{}); break;
+        case GemmTile::Medium: launch(GemmMedium{}); break;
+        default: launch(GemmSmall{}); break;
     }
+    if (parts) {
+        gemm_sum_splits_kernel<T><<<grid_for(M * N), kThreads, 0, stream>>>(parts, split.splits, M, N, alpha, beta, C,
+                                                                           ldc, int(epilogue), bias);
+        CUMULUS_CUDA_CHECK_LAUNCH();
+    }
+}
+
+// gemm() with a chosen tile and no split (for tests and benchmarks).
+template <typename T>
+void gemm_with_tile(GemmTile tile, Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K,
+                    T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
+                    std::int64_t ldc, Epilogue epilogue = Epilogue::None, const std::type_identity_t<T>* bias = nullptr,
+                    cudaStream_t stream = current_stream()) {
+    gemm_split_k(tile, 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr, 0, epilogue, bias, stream);
 }
 
 // C(M,N) = epi(alpha * op(A) * op(B) + beta * C), row-major; see the top of
 // this file. Same contract as cpu::gemm; all pointers are device pointers.
+// Without a workspace, one launch over the output tiles. With one (device
+// memory of at least gemm_workspace(M, N, K) elements, checked; a layer
+// keeps it from step to step), a product whose output tiles leave SMs idle
+// is split along K as gemm_split_k describes.
 template <typename T>
 void gemm(Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
           std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc,
-          Epilogue epilogue = Epilogue::None, const T* bias = nullptr, cudaStream_t stream = current_stream()) {
-    gemm_with_tile(GemmTile::Auto, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, bias, stream);
+          Epilogue epilogue = Epilogue::None, const std::type_identity_t<T>* bias = nullptr,
+          cudaStream_t stream = current_stream(), std::type_identity_t<T>* workspace = nullptr,
+          std::int64_t workspace_elems = 0) {
+    gemm_split_k(GemmTile::Auto, workspace ? 0 : 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace,
+                 workspace_elems, epilogue, bias, stream);
 }
 
 }  // namespace cumulus::cuda
