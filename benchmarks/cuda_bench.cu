@@ -230,9 +230,12 @@ CUDA_BENCHMARK(BM_rmsprop_multi)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmar
 
 // ---- one epoch of the Keras mnist_mlp model (60000 x 784, batch 128)
 
+// Args: graph (1: the step captured once and replayed), split (1: the
+// Dense products split along K where gemm_auto_split says; 0: one launch each).
 void BM_mlp_epoch(benchmark::State& state) {
     if (!have_device(state)) return;
     const bool graph = state.range(0) != 0;
+    const cuda::GemmSplitScope split(state.range(1) != 0);
     const std::int64_t n = 60000;
     Philox rng(11, 0);
     std::vector<std::uint8_t> x(static_cast<std::size_t>(n * 784)), y(static_cast<std::size_t>(n));
@@ -260,9 +263,15 @@ void BM_mlp_epoch(benchmark::State& state) {
         fo.epochs = ++epoch;
         train::fit(model, opt, ds, fo);  // returns after the epoch's work is done (it reads the totals)
     }
-    state.SetLabel(graph ? "cuda graph" : "no graph");
+    state.SetLabel(std::string(graph ? "cuda graph" : "no graph") + (state.range(1) ? "" : ", no split-K"));
 }
-CUDA_BENCHMARK(BM_mlp_epoch)->Arg(1)->Arg(0)->Iterations(5)->UseRealTime()->Unit(benchmark::kMillisecond);
+CUDA_BENCHMARK(BM_mlp_epoch)
+    ->Args({1, 1})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Iterations(5)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -210,7 +210,7 @@ void test_gemm_split(Philox& rng) {
             }
     }
     expect(bad == 0, "gemm_split_for: " + std::to_string(bad) + " splits with an empty, unaligned or missing range");
-    // The automatic split fills the SMs at most once over and never goes below 64 deep.
+    // The automatic split fills the SMs at most once over, with at most K / 64 ranges.
     const std::int64_t sms = cuda::device_properties().multiProcessorCount;
     for (const GemmCase g : {GemmCase{128, 512, 784}, {128, 10, 512}, {512, 10, 128}, {128, 512, 10}, {4096, 4096, 4096},
                              {1, 1, 100000}, {33, 33, 63}}) {
@@ -218,17 +218,33 @@ void test_gemm_split(Philox& rng) {
             const auto d = cuda::gemm_tile_dims(t);
             const std::int64_t blocks = cuda::ceil_div(g.M, d.bm) * cuda::ceil_div(g.N, d.bn);
             const auto sp = cuda::gemm_auto_split(t, g.M, g.N, g.K);
-            const bool ok = sp.splits == 1 || (blocks * sp.splits <= sms && sp.depth >= 64 && blocks < sms);
+            const bool ok = sp.splits == 1 || (blocks * sp.splits <= sms && sp.splits * 64 <= g.K && blocks < sms);
             expect(ok, "gemm_auto_split " + dims(g.M, g.N, g.K) + " on " + cuda::gemm_tile_name(t) + ": " +
                            std::to_string(sp.splits) + " splits of " + std::to_string(sp.depth));
         }
     }
-    // On a chip of 64 SMs or more (H100, H200: 132), the MLP's first product
+    // On a chip of 128 SMs or more (H100, H200: 132), the MLP's first product
     // on the small tile (64 output tiles) splits in two.
     if (sms >= 128)
         expect(cuda::gemm_auto_split(GemmTile::Small, 128, 512, 784).splits == 2 &&
                    cuda::gemm_workspace(128, 512, 784) == 2 * 128 * 512,
                "gemm_auto_split: 128 x 512 x 784 on " + std::to_string(sms) + " SMs splits in two");
+    // A GemmSplitScope turns the automatic split off on this thread, and back on when it ends.
+    {
+        const std::int64_t usual = cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits;
+        expect(usual > 1 || sms <= 4, "128 x 10 x 512 (4 output tiles) splits on " + std::to_string(sms) + " SMs");
+        {
+            const cuda::GemmSplitScope off(false);
+            expect(cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits == 1 &&
+                       cuda::gemm_workspace(128, 10, 512) == 0,
+                   "GemmSplitScope(false): no automatic split");
+            const cuda::GemmSplitScope on(true);
+            expect(cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits == usual,
+                   "a nested GemmSplitScope(true) splits again");
+        }
+        expect(cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits == usual,
+               "the split is back after the scopes end");
+    }
 
     cublasHandle_t blas = nullptr;
     expect(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cublasCreate");

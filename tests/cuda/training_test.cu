@@ -57,8 +57,9 @@ nn::Sequential<float> make_model() {
 }
 
 // Narrow layers on long rows at batch 128, whose products have fewer output
-// tiles than the chip has SMs, so Dense splits them along K (forward 128 x 64
-// x 256, dW 256 x 64 x 128, dx 128 x 64 x 256): make_model's are too small to.
+// tiles than the chip has SMs, so Dense splits them along K (the first
+// layer's forward 128 x 64 x 256 and dW 256 x 64 x 128, the second's dx
+// 128 x 64 x 256): make_model's are too small to.
 constexpr std::int64_t kSplitFeatures = 256, kSplitBatch = 128;
 nn::Sequential<float> make_split_model() {
     nn::Sequential<float> m(Shape{kSplitFeatures}, 4321);

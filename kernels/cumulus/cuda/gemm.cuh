@@ -370,19 +370,43 @@ inline GemmSplit gemm_split_for(GemmTile tile, std::int64_t K, std::int64_t want
     return {ceil_div(K, depth), depth};
 }
 
-// The K ranges below this depth are not worth a block of their own.
+// Whether the automatic split may split on this thread (GemmSplitScope).
+inline bool& gemm_auto_split_enabled() {
+    thread_local bool enabled = true;
+    return enabled;
+}
+
+// While one lives, the automatic split on this thread is on or off (off:
+// gemm() with a workspace runs one launch, gemm_workspace() is 0); for
+// benchmarks that weigh split-K against one launch. Scopes nest.
+class GemmSplitScope {
+public:
+    explicit GemmSplitScope(bool enabled) : saved_(gemm_auto_split_enabled()) { gemm_auto_split_enabled() = enabled; }
+    ~GemmSplitScope() { gemm_auto_split_enabled() = saved_; }
+    GemmSplitScope(const GemmSplitScope&) = delete;
+    GemmSplitScope& operator=(const GemmSplitScope&) = delete;
+
+private:
+    bool saved_;
+};
+
+// The automatic split makes at most K / kGemmMinSplitDepth ranges: shallower
+// ones are not worth a block of their own.
 inline constexpr std::int64_t kGemmMinSplitDepth = 64;
 
 // The split the automatic choice makes on `tile` (not Auto) when a workspace
-// is at hand: none when the output tiles alone give every SM a block; else
-// as many K ranges as keep the grid within one block per SM, none shallower
-// than kGemmMinSplitDepth. (The MLP's batch-128 products have 64 output
-// tiles of 32 x 32, and K = 784 or 512: two ranges each.)
+// is at hand: none when a GemmSplitScope turned it off on this thread or the
+// output tiles alone give every SM a block; else
+// as many K ranges as keep the grid within one block per SM, at most
+// K / kGemmMinSplitDepth of them (so at least 64 deep on average; the last
+// range may be shorter). On 132 SMs the MLP's 128 x 512 x 784 product has 64
+// output tiles of 32 x 32 and runs as two ranges (416 and 368 deep); its
+// 128 x 10 x 512 one has 4 and runs as 8 ranges of 64.
 inline GemmSplit gemm_auto_split(GemmTile tile, std::int64_t M, std::int64_t N, std::int64_t K) {
     const auto d = gemm_tile_dims(tile);
     const std::int64_t sms = device_properties().multiProcessorCount;
     const std::int64_t blocks = ceil_div(M, d.bm) * ceil_div(N, d.bn);
-    if (blocks == 0 || blocks >= sms) return {1, K};
+    if (!gemm_auto_split_enabled() || blocks == 0 || blocks >= sms) return {1, K};
     std::int64_t want = sms / blocks;
     const std::int64_t deepest = K / (kGemmMinSplitDepth > d.bk ? kGemmMinSplitDepth : d.bk);
     if (want > deepest) want = deepest;
