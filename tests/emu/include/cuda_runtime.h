@@ -242,6 +242,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
     if (!s) return ::cuemu::fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot capture
     if (s->capture) return ::cuemu::fail(cudaErrorIllegalState);
+    const std::lock_guard<std::mutex> lock(::cuemu::capture_lock());
     s->capture = new ::cuemu::Graph();
     s->invalidated = false;
     s->mode = mode;
@@ -254,11 +255,16 @@ inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
     // Only the thread that began a global or thread-local capture may end it.
     if (s->mode != cudaStreamCaptureModeRelaxed && s->owner != std::this_thread::get_id())
         return ::cuemu::fail(cudaErrorStreamCaptureWrongThread);
-    auto& v = ::cuemu::capturing();
-    v.erase(std::remove(v.begin(), v.end(), s), v.end());
+    bool invalidated = false;
+    {
+        const std::lock_guard<std::mutex> lock(::cuemu::capture_lock());
+        auto& v = ::cuemu::capturing();
+        v.erase(std::remove(v.begin(), v.end(), s), v.end());
+        invalidated = s->invalidated;
+    }
     ::cuemu::Graph* graph = s->capture;
     s->capture = nullptr;
-    if (s->invalidated) {
+    if (invalidated) {
         delete graph;
         if (g) *g = nullptr;
         return ::cuemu::fail(cudaErrorStreamCaptureInvalidated);

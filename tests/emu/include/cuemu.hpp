@@ -375,12 +375,16 @@ inline Stream& legacy_stream() {
 }
 inline Stream& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
 
-// Every stream that is capturing, in any mode. Not locked: a program whose
-// threads begin and end captures concurrently races here (the tests that use
-// threads join them before the capturing thread goes on).
+// Every stream that is capturing, in any mode, and the lock every use of
+// the list and of a listed stream's `invalidated` takes: one thread may
+// begin or end a capture while another makes a call that a capture forbids.
 inline std::vector<Stream*>& capturing() {
     static std::vector<Stream*> v;
     return v;
+}
+inline std::mutex& capture_lock() {
+    static std::mutex m;
+    return m;
 }
 // As CUDA's modes: a global capture forbids unsafe calls on every thread, a
 // thread-local one only on the thread that began it, a relaxed one nowhere.
@@ -389,6 +393,7 @@ inline bool forbids_here(const Stream* s) {
            (s->mode == cudaStreamCaptureModeThreadLocal && s->owner == std::this_thread::get_id());
 }
 inline bool capture_forbids_unsafe_calls() {
+    const std::lock_guard<std::mutex> lock(capture_lock());
     for (Stream* s : capturing())
         if (forbids_here(s)) return true;
     return false;
@@ -396,8 +401,11 @@ inline bool capture_forbids_unsafe_calls() {
 // Invalidates the captures that forbid the call (and the capture of the
 // stream the call was for, e.g. synchronizing the capturing stream).
 inline cudaError_t unsafe_call_during_capture(const Stream* target = nullptr) {
-    for (Stream* s : capturing())
-        if (forbids_here(s) || s == target) s->invalidated = true;
+    {
+        const std::lock_guard<std::mutex> lock(capture_lock());
+        for (Stream* s : capturing())
+            if (forbids_here(s) || s == target) s->invalidated = true;
+    }
     return fail(cudaErrorStreamCaptureUnsupported);
 }
 
