@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 #include <cublas_v2.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,71 @@ void BM_gemm_tile(benchmark::State& state) {
     state.SetLabel(o.label() + " " + config + (is_auto ? " auto" : ""));
 }
 CUDA_BENCHMARK(BM_gemm_tile)->Apply(gemm_tile_args);
+
+// Tile configurations the library does not use, timed next to its own (the
+// summary's "gemm tile:" lines compare them too): 0, the large tile held to
+// 128 registers so that two blocks share an SM (as __launch_bounds__ asks;
+// the library's takes up to 135 and gets one); 1 and 2, the small tile's 32 x
+// 32 outputs with 4 x 4 (64 threads) or 2 x 4 (128 threads) per thread
+// instead of 2 x 2, so fewer shared loads per FFMA (it is LDS-bound), split
+// along K as the small tile is. Whether one should replace a library tile
+// is for the GPU to say.
+using GemmLarge2Blocks = cuda::GemmConfig<128, 128, 8, 8, 8, 2>;
+using GemmSmall4x4 = cuda::GemmConfig<32, 32, 32, 4, 4>;
+using GemmSmall2x4 = cuda::GemmConfig<32, 32, 32, 2, 4>;
+constexpr const char* kGemmVariants[] = {"128x128x8/2blk", "32x32x32/4x4", "32x32x32/2x4"};
+
+void gemm_variant_args(benchmark::internal::Benchmark* b) {
+    int i = 0;
+    for (const auto& g : kGemmShapes) {
+        for (std::int64_t v = 0; v < 3; ++v)
+            if (v == 0 || i < kMlpShapes) b->Args({g[0], g[1], g[2], g[3], g[4], v});
+        ++i;
+    }
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+void BM_gemm_variant(benchmark::State& state) {
+    if (!have_device(state)) return;
+    GemmOperands o(state);
+    const std::int64_t v = state.range(5);
+    const cuda::GemmSplit split = v == 0 ? cuda::GemmSplit{1, o.K}
+                                         : cuda::gemm_auto_split(cuda::GemmTile::Small, o.M, o.N, o.K);
+    Tensor<float> ws;
+    const std::int64_t need = cuda::gemm_split_workspace(split, o.M, o.N);
+    if (need > 0) ws = Tensor<float>::empty(Shape{need}, Device::cuda(0));
+    float* parts = need > 0 ? ws.data() : nullptr;
+    auto run = [&](auto cfg) {
+        time_device(state, [&] {
+            cuda::detail::gemm_run<decltype(cfg), float>(o.ta, o.tb, o.M, o.N, o.K, split, parts, 1.0f, o.A.data(),
+                                                          o.lda(), o.B.data(), o.ldb(), 0.0f, o.C.data(), o.N,
+                                                          Epilogue::None, nullptr, cuda::current_stream());
+        });
+    };
+    if (v == 0) run(GemmLarge2Blocks{});
+    else if (v == 1) run(GemmSmall4x4{});
+    else run(GemmSmall2x4{});
+    // A fast wrong answer is no figure: the variant must agree with the library's tile.
+    auto ref = Tensor<float>::empty(Shape{o.M * o.N}, Device::cuda(0));
+    cuda::gemm_with_tile(v == 0 ? cuda::GemmTile::Large : cuda::GemmTile::Small, o.ta, o.tb, o.M, o.N, o.K, 1.0f,
+                         o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f, ref.data(), o.N);
+    const std::vector<float> got = o.C.to_vector(), want = ref.to_vector();
+    double d2 = 0, r2 = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        d2 += double(got[i] - want[i]) * double(got[i] - want[i]);
+        r2 += double(want[i]) * double(want[i]);
+    }
+    if (!(d2 <= 1e-10 * r2)) {
+        state.SkipWithError(("tile variant " + std::string(kGemmVariants[v]) + " differs from the library's tile by " +
+                             std::to_string(std::sqrt(d2 / (r2 > 0 ? r2 : 1))) + " (relative)")
+                                .c_str());
+        return;
+    }
+    o.counters(state);
+    state.SetLabel(o.label() + " " + kGemmVariants[v] +
+                   (split.splits > 1 ? "/s" + std::to_string(split.splits) : std::string()));
+}
+CUDA_BENCHMARK(BM_gemm_variant)->Apply(gemm_variant_args);
 
 void BM_gemm_cublas(benchmark::State& state) {
     if (!have_device(state)) return;

@@ -4,8 +4,8 @@
     bench_test.py CUDA_EMU_BENCH GPU_SUMMARY OUT_DIR
 
 Runs the small cases of every benchmark family of benchmarks/cuda_bench.cu
-(the GEMM at three MLP shapes, ours, cuBLAS's and each tile forced, with
-and without a K split; the
+(the GEMM at three MLP shapes, ours, cuBLAS's, each tile forced, with
+and without a K split, and the benchmark-only tile variants; the
 copy; softmax cross-entropy; the RMSprop update; not the MLP epoch, too
 slow here) as tools/gpu-check runs them, then the summary script on the
 JSON, and checks that every case ran without an error, that each product
@@ -35,8 +35,9 @@ expected = set()
 for s in shapes:
     expected |= {f"BM_gemm_cumulus/{s}/manual_time", f"BM_gemm_cublas/{s}/manual_time"}
     expected |= {f"BM_gemm_tile/{s}/{t}/1/manual_time" for t in (1, 2, 3)}  # each tile unsplit
+    expected |= {f"BM_gemm_variant/{s}/{v}/manual_time" for v in (0, 1, 2)}  # the benchmark-only tiles
 expected |= {"BM_d2d_copy/manual_time", "BM_softmax_xent/128/10/manual_time", "BM_rmsprop_multi/0/manual_time"}
-pattern = "|".join(["BM_gemm_(cumulus|cublas|tile)/(" + "|".join(shapes) + ")/",
+pattern = "|".join(["BM_gemm_(cumulus|cublas|tile|variant)/(" + "|".join(shapes) + ")/",
                     "BM_d2d_copy", "BM_softmax_xent/128/10/", "BM_rmsprop_multi/0/"])
 json_path = os.path.join(out, "cuda_bench.json")
 if os.path.exists(json_path):
@@ -63,7 +64,9 @@ for b in benchmarks:
 for s, label in zip(shapes, labels):
     tiles = [b.get("label", "") for b in benchmarks if b["name"].startswith(f"BM_gemm_tile/{s}/")]
     check(sum(t.endswith(" auto") for t in tiles) == 1, f"{label}: one automatic tile among {tiles}")
-    check(all(t.startswith(label + " ") for t in tiles), f"{label}: tile labels {tiles}")
+    variants = [b.get("label", "") for b in benchmarks if b["name"].startswith(f"BM_gemm_variant/{s}/")]
+    check(all(t.startswith(label + " ") for t in tiles + variants), f"{label}: tile labels {tiles + variants}")
+    check(not any(t.endswith(" auto") for t in variants), f"{label}: a variant marked automatic: {variants}")
 
 table = subprocess.run([sys.executable, summary, out], capture_output=True, text=True, timeout=60)
 print(table.stdout)

@@ -336,6 +336,37 @@ void gemm_launch(bool ta, bool tb, std::int64_t M, std::int64_t N, std::int64_t 
 
 }  // namespace detail
 
+// How a product's K is split over blocks (split-K): `splits` ranges of
+// `depth` each (the last may be shorter), depth a whole number of the
+// tile's K steps so that every range starts 16-byte aligned.
+struct GemmSplit {
+    std::int64_t splits, depth;
+};
+
+namespace detail {
+
+// The product on tile configuration Cfg in `split` (with more than one
+// range, the partials in `parts`, then their sum): the arguments already
+// checked by gemm_split_k. Benchmarks weigh other configurations through it.
+template <typename Cfg, typename T>
+void gemm_run(Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K, GemmSplit split, T* parts,
+              T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc,
+              Epilogue epilogue, const T* bias, cudaStream_t stream) {
+    const bool a_t = ta == Transpose::Yes, b_t = tb == Transpose::Yes;
+    if (split.splits <= 1) {
+        gemm_launch<Cfg, T>(a_t, b_t, M, N, K, 1, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, epilogue, bias, stream);
+        return;
+    }
+    CUMULUS_CHECK(parts != nullptr, "gemm: ", split.splits, " K splits need a workspace for their partial products");
+    gemm_launch<Cfg, T>(a_t, b_t, M, N, K, split.splits, split.depth, T(1), A, lda, B, ldb, T(0), parts, N, M * N,
+                        Epilogue::None, nullptr, stream);
+    gemm_sum_splits_kernel<T><<<grid_for(M * N), kThreads, 0, stream>>>(parts, split.splits, M, N, alpha, beta, C, ldc,
+                                                                       int(epilogue), bias);
+    CUMULUS_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace detail
+
 // The tile the automatic choice takes for an M x N product: the largest
 // whose grid still has a block for every SM and which computes at most 1/8
 // more outputs, rounded up to whole tiles, than the smallest tile does (a
@@ -352,13 +383,6 @@ inline GemmTile gemm_auto_tile(std::int64_t M, std::int64_t N) {
     }
     return GemmTile::Small;
 }
-
-// How a product's K is split over blocks (split-K): `splits` ranges of
-// `depth` each (the last may be shorter), depth a whole number of the
-// tile's K steps so that every range starts 16-byte aligned.
-struct GemmSplit {
-    std::int64_t splits, depth;
-};
 
 // The split for about `want` K ranges on `tile` (not Auto): `want` is
 // rounded so that no range is empty; K == 0 gives one empty range.
@@ -475,25 +499,14 @@ void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb
                   " (gemm_split_workspace)");
     Scratch<T> own(workspace || need == 0 ? 0 : static_cast<std::size_t>(need), stream);
     T* parts = need == 0 ? nullptr : workspace ? workspace : own.get();
-    const bool a_t = ta == Transpose::Yes, b_t = tb == Transpose::Yes;
-    auto launch = [&](auto cfg) {
-        using Cfg = decltype(cfg);
-        if (!parts)
-            detail::gemm_launch<Cfg, T>(a_t, b_t, M, N, K, 1, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, epilogue, bias,
-                                     stream);
-        else
-            detail::gemm_launch<Cfg, T>(a_t, b_t, M, N, K, split.splits, split.depth, T(1), A, lda, B, ldb, T(0), parts,
-                                     N, M * N, Epilogue::None, nullptr, stream);
+    auto run = [&](auto cfg) {
+        detail::gemm_run<decltype(cfg), T>(ta, tb, M, N, K, split, parts, alpha, A, lda, B, ldb, beta, C, ldc,
+                                           epilogue, bias, stream);
     };
     switch (tile) {
-        case GemmTile::Large: launch(GemmLarge{}); break;
-        case GemmTile::Medium: launch(GemmMedium{}); break;
-        default: launch(GemmSmall{}); break;
-    }
-    if (parts) {
-        gemm_sum_splits_kernel<T><<<grid_for(M * N), kThreads, 0, stream>>>(parts, split.splits, M, N, alpha, beta, C,
-                                                                           ldc, int(epilogue), bias);
-        CUMULUS_CUDA_CHECK_LAUNCH();
+        case GemmTile::Large: run(GemmLarge{}); break;
+        case GemmTile::Medium: run(GemmMedium{}); break;
+        default: run(GemmSmall{}); break;
     }
 }
 
