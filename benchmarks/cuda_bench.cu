@@ -52,14 +52,17 @@ void gemm_args(benchmark::internal::Benchmark* b) {
 // The MLP's nine products come first in kGemmShapes.
 constexpr int kMlpShapes = 9;
 
-// The same products with each tile shape forced (6th arg: a GemmTile), and
-// the MLP's on the medium and small tiles also split along K in 2, 4 and 8
-// ranges (7th arg: the K splits, as gemm_split_for makes them; each count once).
+// The same products with each tile shape forced (6th arg: a GemmTile), the
+// MLP's on the medium and small tiles also split along K in 2, 4 and 8
+// ranges (7th arg: the K splits, as gemm_split_for makes them; each count
+// once), the large squares on the large tile also in 2.
 void gemm_tile_args(benchmark::internal::Benchmark* b) {
     int i = 0;
     for (const auto& g : kGemmShapes) {
         for (auto t : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small}) {
             b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), 1});
+            // The large squares: the large tile also split in two (1024^3's plan on 132 SMs).
+            if (i >= kMlpShapes && t == cuda::GemmTile::Large) b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), 2});
             if (i >= kMlpShapes || t == cuda::GemmTile::Large) continue;
             std::int64_t last = 1;
             for (std::int64_t want : {2, 4, 8}) {
@@ -100,8 +103,8 @@ struct GemmOperands {
     }
 };
 
-// What the layers run: the automatic tile, and the automatic K split with a
-// workspace (the label says how many ranges when there are several).
+// What the layers run: gemm_auto_plan's tile and K split, with a workspace
+// (the label names the tile and, as "/s7", the K ranges).
 void BM_gemm_cumulus(benchmark::State& state) {
     if (!have_device(state)) return;
     GemmOperands o(state);
@@ -113,13 +116,14 @@ void BM_gemm_cumulus(benchmark::State& state) {
                    Epilogue::None, nullptr, cuda::current_stream(), w, elems);
     });
     o.counters(state);
-    const auto split = cuda::gemm_auto_split(cuda::gemm_auto_tile(o.M, o.N), o.M, o.N, o.K);
-    if (split.splits > 1) state.SetLabel(o.label() + " s" + std::to_string(split.splits));
+    const auto plan = cuda::gemm_auto_plan(o.M, o.N, o.K);
+    state.SetLabel(o.label() + " " + cuda::gemm_tile_name(plan.tile) +
+                   (plan.split.splits > 1 ? "/s" + std::to_string(plan.split.splits) : std::string()));
 }
 CUDA_BENCHMARK(BM_gemm_cumulus)->Apply(gemm_args);
 
-// Which tile and K split the automatic choice (cuda::gemm_auto_tile and
-// gemm_auto_split, as BM_gemm_cumulus runs them) should take: every tile at
+// Which tile and K split the automatic choice (cuda::gemm_auto_plan, as
+// BM_gemm_cumulus runs it) should take: every tile at
 // every product, some splits at the MLP's; the label names the tile and the
 // split ("32x32x32/s2": two K ranges) and marks the automatic one.
 void BM_gemm_tile(benchmark::State& state) {
@@ -135,8 +139,8 @@ void BM_gemm_tile(benchmark::State& state) {
                            o.ldb(), 0.0f, o.C.data(), o.N, need > 0 ? ws.data() : nullptr, need);
     });
     o.counters(state);
-    const bool is_auto = tile == cuda::gemm_auto_tile(o.M, o.N) &&
-                         split.splits == cuda::gemm_auto_split(tile, o.M, o.N, o.K).splits;
+    const auto plan = cuda::gemm_auto_plan(o.M, o.N, o.K);
+    const bool is_auto = tile == plan.tile && split.splits == plan.split.splits;
     const std::string config =
         std::string(cuda::gemm_tile_name(tile)) + (split.splits > 1 ? "/s" + std::to_string(split.splits) : "");
     state.SetLabel(o.label() + " " + config + (is_auto ? " auto" : ""));
@@ -297,7 +301,7 @@ CUDA_BENCHMARK(BM_rmsprop_multi)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmar
 // ---- one epoch of the Keras mnist_mlp model (60000 x 784, batch 128)
 
 // Args: graph (1: the step captured once and replayed), split (1: the
-// Dense products split along K where gemm_auto_split says; 0: one launch each).
+// Dense products planned by gemm_auto_plan; 0: gemm_auto_tile unsplit, one launch each).
 void BM_mlp_epoch(benchmark::State& state) {
     if (!have_device(state)) return;
     const bool graph = state.range(0) != 0;

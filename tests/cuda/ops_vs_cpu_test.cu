@@ -40,7 +40,8 @@ struct GemmCase {
 // `splits`: 1 is one launch (gemm_with_tile); n > 1 about n K splits
 // (gemm_split_k), their partials in a NaN-filled workspace of exactly the
 // size needed, or in the launcher's scratch when `workspace` is false; 0 the
-// automatic split with a workspace of gemm_workspace(M, N, K) elements
+// automatic plan (gemm_auto_plan: tile and split) with a workspace of
+// gemm_workspace(M, N, K) elements
 // (what ops::matmul does, tile Auto only).
 void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Transpose tb, cuda::GemmTile tile,
                 Epilogue epi, float alpha, float beta, int pad, int offset, std::int64_t splits = 1,
@@ -194,7 +195,7 @@ void test_gemm(Philox& rng) {
 
 // Split-K: the split arithmetic, products split in 2 .. 100 ranges on every
 // tile (any M, N, K; ranges shorter than a tile's K step are rounded up), the
-// automatic split at the MLP's products as Dense runs them, and the errors.
+// automatic plan at the MLP's products as Dense runs them, and the errors.
 void test_gemm_split(Philox& rng) {
     using cuda::GemmTile;
     const GemmTile tiles[] = {GemmTile::Large, GemmTile::Medium, GemmTile::Small};
@@ -226,18 +227,51 @@ void test_gemm_split(Philox& rng) {
     // On a chip of 128 SMs or more (H100, H200: 132), the MLP's first product
     // on the small tile (64 output tiles) splits in two.
     if (sms >= 128)
-        expect(cuda::gemm_auto_split(GemmTile::Small, 128, 512, 784).splits == 2 &&
-                   cuda::gemm_workspace(128, 512, 784) == 2 * 128 * 512,
+        expect(cuda::gemm_auto_split(GemmTile::Small, 128, 512, 784).splits == 2,
                "gemm_auto_split: 128 x 512 x 784 on " + std::to_string(sms) + " SMs splits in two");
+    // gemm_auto_plan on 132 SMs (H100 SXM, H200, the emulation): the plans
+    // docs/performance.md lists, and a workspace of the plan's size.
+    if (sms == 132) {
+        const struct {
+            GemmCase g;
+            GemmTile tile;
+            std::int64_t splits;
+        } plans[] = {{{128, 512, 784}, GemmTile::Medium, 7}, {{128, 512, 512}, GemmTile::Medium, 8},
+                     {{128, 10, 512}, GemmTile::Small, 8},   {{784, 512, 128}, GemmTile::Medium, 1},
+                     {{512, 512, 128}, GemmTile::Small, 1},  {{512, 10, 128}, GemmTile::Small, 1},
+                     {{128, 512, 10}, GemmTile::Small, 1},   {{1024, 1024, 1024}, GemmTile::Large, 2},
+                     {{4096, 4096, 4096}, GemmTile::Large, 1}, {{100, 1024, 3136}, GemmTile::Large, 16}};
+        for (const auto& p : plans) {
+            const auto got = cuda::gemm_auto_plan(p.g.M, p.g.N, p.g.K);
+            const std::int64_t ws = p.splits > 1 ? p.splits * p.g.M * p.g.N : 0;
+            expect(got.tile == p.tile && got.split.splits == p.splits && cuda::gemm_workspace(p.g.M, p.g.N, p.g.K) == ws,
+                   "gemm_auto_plan " + dims(p.g.M, p.g.N, p.g.K) + ": " + cuda::gemm_tile_name(got.tile) + "/s" +
+                       std::to_string(got.split.splits) + ", expected " + cuda::gemm_tile_name(p.tile) + "/s" +
+                       std::to_string(p.splits));
+        }
+    }
+    // Every plan is a tile unsplit or split as gemm_auto_split splits it, and
+    // never costs more than gemm() without a workspace (gemm_auto_tile unsplit).
+    for (const GemmCase g : {GemmCase{1, 1, 1}, {7, 9, 1000}, {96, 512, 784}, {120, 250, 700}, {33, 65, 129},
+                             {3000, 17, 64}, {2048, 2048, 2048}}) {
+        const auto p = cuda::gemm_auto_plan(g.M, g.N, g.K);
+        const auto base = cuda::GemmPlan{cuda::gemm_auto_tile(g.M, g.N), {1, g.K}};
+        const bool ok = (p.split.splits == 1 || p.split.splits == cuda::gemm_auto_split(p.tile, g.M, g.N, g.K).splits) &&
+                        cuda::gemm_plan_cost(p, g.M, g.N) <= cuda::gemm_plan_cost(base, g.M, g.N);
+        expect(ok, "gemm_auto_plan " + dims(g.M, g.N, g.K) + ": " + cuda::gemm_tile_name(p.tile) + "/s" +
+                       std::to_string(p.split.splits));
+    }
     // A GemmSplitScope turns the automatic split off on this thread, and back on when it ends.
     {
         const std::int64_t usual = cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits;
         expect(usual > 1 || sms <= 4, "128 x 10 x 512 (4 output tiles) splits on " + std::to_string(sms) + " SMs");
         {
             const cuda::GemmSplitScope off(false);
+            const auto plan = cuda::gemm_auto_plan(128, 512, 784);
             expect(cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits == 1 &&
-                       cuda::gemm_workspace(128, 10, 512) == 0,
-                   "GemmSplitScope(false): no automatic split");
+                       cuda::gemm_workspace(128, 10, 512) == 0 && plan.split.splits == 1 &&
+                       plan.tile == cuda::gemm_auto_tile(128, 512),
+                   "GemmSplitScope(false): no automatic split, and the plan is gemm_auto_tile's");
             const cuda::GemmSplitScope on(true);
             expect(cuda::gemm_auto_split(GemmTile::Small, 128, 10, 512).splits == usual,
                    "a nested GemmSplitScope(true) splits again");
@@ -263,7 +297,7 @@ void test_gemm_split(Philox& rng) {
             }
     check_gemm(rng, blas, {37, 41, 300}, Transpose::Yes, Transpose::No, GemmTile::Small, Epilogue::Bias, 1.0f, 0.25f,
                1, 1, 5, /*workspace=*/false);
-    // The automatic split with a workspace, at the MLP's nine products and a 96-row last batch.
+    // The automatic plan with a workspace, at the MLP's nine products, a 96-row last batch and an odd one.
     const struct {
         GemmCase g;
         Transpose ta, tb;
@@ -276,7 +310,8 @@ void test_gemm_split(Philox& rng) {
                {{512, 10, 128}, Transpose::Yes, Transpose::No, Epilogue::None},
                {{128, 512, 10}, Transpose::No, Transpose::Yes, Epilogue::None},
                {{128, 512, 512}, Transpose::No, Transpose::Yes, Epilogue::None},
-               {{96, 512, 784}, Transpose::No, Transpose::No, Epilogue::BiasRelu}};
+               {{96, 512, 784}, Transpose::No, Transpose::No, Epilogue::BiasRelu},
+               {{120, 250, 700}, Transpose::Yes, Transpose::Yes, Epilogue::Bias}};
     for (const auto& c : mlp) check_gemm(rng, blas, c.g, c.ta, c.tb, GemmTile::Auto, c.epi, 1.0f, 0.0f, 0, 0, 0);
     cublasDestroy(blas);
 

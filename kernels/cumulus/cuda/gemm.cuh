@@ -21,11 +21,12 @@
 // Three tile shapes; gemm_auto_tile takes the largest that still gives
 // every SM a block (the MLP's M = 128 products need the small ones to fill
 // the chip) without padding the output much more than the small tile does.
-// Given a workspace, a product whose output tiles still leave SMs idle is
-// also split along K (gemm_auto_split): each K range's partial product goes
-// to the workspace, and gemm_sum_splits_kernel adds them in a fixed order
-// and applies alpha, beta and the epilogue (no atomics: the same result
-// every run).
+// Given a workspace, gemm_auto_plan may take another tile and split the
+// product along K (gemm_auto_split) where its cost model says that idle SMs
+// cost more than a split does: each K range's partial product goes to the
+// workspace, and gemm_sum_splits_kernel adds them in a fixed order and
+// applies alpha, beta and the epilogue (no atomics: the same result every
+// run).
 #pragma once
 
 #include <cstdint>
@@ -400,9 +401,10 @@ inline bool& gemm_auto_split_enabled() {
     return enabled;
 }
 
-// While one lives, the automatic split on this thread is on or off (off:
-// gemm() with a workspace runs one launch, gemm_workspace() is 0); for
-// benchmarks that weigh split-K against one launch. Scopes nest.
+// While one lives, the automatic split and plan on this thread are on or
+// off (off: gemm() with a workspace runs gemm_auto_tile in one launch, as
+// without one, and gemm_workspace() is 0); for benchmarks that weigh the
+// plan against one launch. Scopes nest.
 class GemmSplitScope {
 public:
     explicit GemmSplitScope(bool enabled) : saved_(gemm_auto_split_enabled()) { gemm_auto_split_enabled() = enabled; }
@@ -446,16 +448,74 @@ inline std::int64_t gemm_split_workspace(GemmSplit split, std::int64_t M, std::i
     return split.splits * M * N;
 }
 
-// Elements of workspace gemm() with a workspace wants for an M x N x K
-// product (0: it splits nothing and needs none).
-inline std::int64_t gemm_workspace(std::int64_t M, std::int64_t N, std::int64_t K) {
-    if (M <= 0 || N <= 0 || K <= 0) return 0;
-    return gemm_split_workspace(gemm_auto_split(gemm_auto_tile(M, N), M, N, K), M, N);
+// A tile and a K split: what gemm() with a workspace runs.
+struct GemmPlan {
+    GemmTile tile;
+    GemmSplit split;
+};
+
+// The cost model gemm_auto_plan ranks plans by, in K steps of one block.
+// Per K step every tile does the same work on an SM's shared-memory pipe
+// (its fragment loads; the compiler's K loops show all three LDS- or
+// FFMA-bound at about 1024 cycles a step with one block per SM): so a plan
+// costs its waves (blocks over SMs, rounded up) times its K steps per
+// block. A split adds the sum kernel, about kGemmSplitSumSteps steps for
+// its launch, and its traffic (each partial written and read, the result
+// written: 4-byte elements) at kGemmSplitBytesPerStep bytes a step (about
+// half a microsecond of L2 bandwidth). Both constants are estimates to be
+// checked against BM_gemm_tile on a GPU.
+inline constexpr double kGemmSplitSumSteps = 3.0;
+inline constexpr double kGemmSplitBytesPerStep = 1.5e6;
+
+inline double gemm_plan_cost(const GemmPlan& p, std::int64_t M, std::int64_t N) {
+    const auto d = gemm_tile_dims(p.tile);
+    const std::int64_t sms = device_properties().multiProcessorCount;
+    const std::int64_t blocks = ceil_div(M, d.bm) * ceil_div(N, d.bn) * p.split.splits;
+    double cost = double(ceil_div(blocks, sms)) * double(ceil_div(p.split.depth, d.bk));
+    if (p.split.splits > 1)
+        cost += kGemmSplitSumSteps + double(p.split.splits + 1) * double(M) * double(N) * 4.0 / kGemmSplitBytesPerStep;
+    return cost;
 }
 
-// gemm() with a chosen tile (Auto: gemm_auto_tile) and a chosen number of K
-// splits (0: gemm_auto_split when a workspace is given, else none; n >= 1:
-// about n, as gemm_split_for rounds it). With more than one split, each K
+// What gemm() with a workspace runs for an M x N x K product: of every tile
+// that pads the output by at most 1/8 more than the small tile does, unsplit
+// or split by gemm_auto_split, the plan of least gemm_plan_cost; a tie keeps
+// the unsplit gemm_auto_tile (what gemm() without a workspace runs, and all
+// it runs while a GemmSplitScope turned splitting off). On 132 SMs the seed
+// MLP's 128 x 512 x 784 forward product, 64 small tiles unsplit (25 steps)
+// or 128 split in two (13 steps and the sum), runs as 112 medium blocks in 7
+// K ranges of 112 (7 steps and the sum).
+inline GemmPlan gemm_auto_plan(std::int64_t M, std::int64_t N, std::int64_t K) {
+    GemmPlan best{gemm_auto_tile(M, N), {1, K}};
+    if (!gemm_auto_split_enabled() || M <= 0 || N <= 0 || K <= 0) return best;
+    double best_cost = gemm_plan_cost(best, M, N);
+    auto padded = [&](GemmTile t) {
+        const auto d = gemm_tile_dims(t);
+        return ceil_div(M, d.bm) * ceil_div(N, d.bn) * d.bm * d.bn;
+    };
+    const std::int64_t least = padded(GemmTile::Small);
+    for (const GemmTile t : {GemmTile::Large, GemmTile::Medium, GemmTile::Small}) {
+        if (padded(t) * 8 > least * 9) continue;
+        for (const GemmSplit s : {GemmSplit{1, K}, gemm_auto_split(t, M, N, K)}) {
+            const double c = gemm_plan_cost({t, s}, M, N);
+            if (c < best_cost) best = {t, s}, best_cost = c;
+        }
+    }
+    return best;
+}
+
+// Elements of workspace gemm() with a workspace wants for an M x N x K
+// product (0: its plan splits nothing and needs none).
+inline std::int64_t gemm_workspace(std::int64_t M, std::int64_t N, std::int64_t K) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    return gemm_split_workspace(gemm_auto_plan(M, N, K).split, M, N);
+}
+
+// gemm() with a chosen tile and a chosen number of K splits. Tile Auto with
+// splits 0 and a workspace: gemm_auto_plan's tile and split. Otherwise the
+// tile (Auto: gemm_auto_tile) split about n ways for splits n >= 1 (as
+// gemm_split_for rounds it), by gemm_auto_split for 0 with a workspace, not
+// at all for 0 without. With more than one split, each K
 // range's partial product goes to `workspace` (at least
 // gemm_split_workspace(split, M, N) elements, checked; when it is null, to a
 // launcher-owned scratch buffer, which a CUDA graph capture must not use),
@@ -487,10 +547,16 @@ void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb
         return;
     }
     CUMULUS_CHECK(A != nullptr && B != nullptr, "gemm: A or B is null with M=", M, " N=", N, " K=", K);
-    if (tile == GemmTile::Auto) tile = gemm_auto_tile(M, N);
-    const GemmSplit split = splits > 0 ? gemm_split_for(tile, K, splits)
-                            : workspace ? gemm_auto_split(tile, M, N, K)
-                                        : GemmSplit{1, K};
+    GemmSplit split{1, K};
+    if (tile == GemmTile::Auto && splits == 0 && workspace) {
+        const GemmPlan plan = gemm_auto_plan(M, N, K);
+        tile = plan.tile;
+        split = plan.split;
+    } else {
+        if (tile == GemmTile::Auto) tile = gemm_auto_tile(M, N);
+        if (splits > 0) split = gemm_split_for(tile, K, splits);
+        else if (workspace) split = gemm_auto_split(tile, M, N, K);
+    }
     CUMULUS_CHECK(split.splits <= 65535, "gemm: ", split.splits, " K splits of ", M, " x ", N, " x ", K,
                   " are too many for one launch (at most 65535)");
     const std::int64_t need = gemm_split_workspace(split, M, N);
@@ -521,10 +587,11 @@ void gemm_with_tile(GemmTile tile, Transpose ta, Transpose tb, std::int64_t M, s
 
 // C(M,N) = epi(alpha * op(A) * op(B) + beta * C), row-major; see the top of
 // this file. Same contract as cpu::gemm; all pointers are device pointers.
-// Without a workspace, one launch over the output tiles. With one (device
-// memory of at least gemm_workspace(M, N, K) elements, checked; a layer
-// keeps it from step to step), a product whose output tiles leave SMs idle
-// is split along K as gemm_split_k describes.
+// Without a workspace, one launch over gemm_auto_tile's output tiles. With
+// one (device memory of at least gemm_workspace(M, N, K) elements, checked;
+// a layer keeps it from step to step), gemm_auto_plan's tile and K split:
+// a product whose output tiles leave SMs idle is split along K as
+// gemm_split_k describes.
 template <typename T>
 void gemm(Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
           std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc,
