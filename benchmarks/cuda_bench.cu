@@ -15,6 +15,7 @@
 #include <cublas_v2.h>
 
 #include <cmath>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -56,23 +57,36 @@ constexpr int kMlpShapes = 9;
 // MLP's on the medium and small tiles also split along K in 2, 4 and 8
 // ranges (7th arg: the K splits, as gemm_split_for makes them; each count
 // once), the large squares on the large tile also in 2.
-void gemm_tile_args(benchmark::internal::Benchmark* b) {
-    int i = 0;
-    for (const auto& g : kGemmShapes) {
+struct TileRow {
+    int shape;  // index into kGemmShapes
+    cuda::GemmTile tile;
+    std::int64_t splits;
+};
+std::vector<TileRow> fixed_tile_rows() {
+    std::vector<TileRow> rows;
+    for (int i = 0; i < int(std::size(kGemmShapes)); ++i) {
+        const std::int64_t K = kGemmShapes[i][2];
         for (auto t : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small}) {
-            b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), 1});
+            rows.push_back({i, t, 1});
             // The large squares: the large tile also split in two (1024^3's plan on 132 SMs).
-            if (i >= kMlpShapes && t == cuda::GemmTile::Large) b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), 2});
+            if (i >= kMlpShapes && t == cuda::GemmTile::Large) rows.push_back({i, t, 2});
             if (i >= kMlpShapes || t == cuda::GemmTile::Large) continue;
             std::int64_t last = 1;
             for (std::int64_t want : {2, 4, 8}) {
-                const std::int64_t splits = cuda::gemm_split_for(t, g[2], want).splits;
-                if (splits != last) b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(t), splits});
+                const std::int64_t splits = cuda::gemm_split_for(t, K, want).splits;
+                if (splits != last) rows.push_back({i, t, splits});
                 last = splits;
             }
         }
-        ++i;
     }
+    return rows;
+}
+void add_tile_row(benchmark::internal::Benchmark* b, const TileRow& r) {
+    const auto& g = kGemmShapes[r.shape];
+    b->Args({g[0], g[1], g[2], g[3], g[4], std::int64_t(r.tile), r.splits});
+}
+void gemm_tile_args(benchmark::internal::Benchmark* b) {
+    for (const TileRow& r : fixed_tile_rows()) add_tile_row(b, r);
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
@@ -343,6 +357,32 @@ CUDA_BENCHMARK(BM_mlp_epoch)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// BM_gemm_tile's rows for each product's gemm_auto_plan where the fixed
+// list lacks it (it depends on the SM count), so that every product has one
+// row marked auto. Without a usable device nothing is added.
+void register_plan_rows() {
+    if (!cuda::unavailable_reason().empty()) return;
+    const std::vector<TileRow> fixed = fixed_tile_rows();
+    for (int i = 0; i < int(std::size(kGemmShapes)); ++i) {
+        const auto& g = kGemmShapes[i];
+        const auto plan = cuda::gemm_auto_plan(g[0], g[1], g[2]);
+        const TileRow row{i, plan.tile, plan.split.splits};
+        bool listed = false;
+        for (const TileRow& r : fixed) listed = listed || (r.shape == i && r.tile == row.tile && r.splits == row.splits);
+        if (listed) continue;
+        auto* b = benchmark::RegisterBenchmark("BM_gemm_tile", ::cuda_bench::guarded<BM_gemm_tile>);
+        add_tile_row(b, row);
+        b->UseManualTime()->Unit(benchmark::kMicrosecond);
+    }
+}
+
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    register_plan_rows();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -251,15 +251,21 @@ void test_gemm_split(Philox& rng) {
         }
     }
     // Every plan is a tile unsplit or split as gemm_auto_split splits it, and
-    // never costs more than gemm() without a workspace (gemm_auto_tile unsplit).
+    // never costs more than gemm_auto_tile unsplit. Without a workspace
+    // (split_ok false) the plan never splits, and where the plan with one
+    // does not split either, both are the same (so ops::matmul, which passes
+    // no workspace when gemm_workspace is 0, runs the planned tile).
     for (const GemmCase g : {GemmCase{1, 1, 1}, {7, 9, 1000}, {96, 512, 784}, {120, 250, 700}, {33, 65, 129},
-                             {3000, 17, 64}, {2048, 2048, 2048}}) {
+                             {3000, 17, 64}, {2048, 2048, 2048}, {784, 512, 128}, {512, 512, 128}, {128, 784, 512}}) {
         const auto p = cuda::gemm_auto_plan(g.M, g.N, g.K);
+        const auto q = cuda::gemm_auto_plan(g.M, g.N, g.K, /*split_ok=*/false);
         const auto base = cuda::GemmPlan{cuda::gemm_auto_tile(g.M, g.N), {1, g.K}};
         const bool ok = (p.split.splits == 1 || p.split.splits == cuda::gemm_auto_split(p.tile, g.M, g.N, g.K).splits) &&
-                        cuda::gemm_plan_cost(p, g.M, g.N) <= cuda::gemm_plan_cost(base, g.M, g.N);
+                        cuda::gemm_plan_cost(p, g.M, g.N) <= cuda::gemm_plan_cost(base, g.M, g.N) &&
+                        q.split.splits == 1 && (p.split.splits > 1 || q.tile == p.tile);
         expect(ok, "gemm_auto_plan " + dims(g.M, g.N, g.K) + ": " + cuda::gemm_tile_name(p.tile) + "/s" +
-                       std::to_string(p.split.splits));
+                       std::to_string(p.split.splits) + ", without a workspace " + cuda::gemm_tile_name(q.tile) +
+                       "/s" + std::to_string(q.split.splits));
     }
     // A GemmSplitScope turns the automatic split off on this thread, and back on when it ends.
     {

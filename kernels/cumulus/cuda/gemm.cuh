@@ -402,9 +402,9 @@ inline bool& gemm_auto_split_enabled() {
 }
 
 // While one lives, the automatic split and plan on this thread are on or
-// off (off: gemm() with a workspace runs gemm_auto_tile in one launch, as
-// without one, and gemm_workspace() is 0); for benchmarks that weigh the
-// plan against one launch. Scopes nest.
+// off (off: gemm() runs gemm_auto_tile in one launch, with a workspace or
+// without, and gemm_workspace() is 0); for benchmarks that weigh the plan
+// against that. Scopes nest.
 class GemmSplitScope {
 public:
     explicit GemmSplitScope(bool enabled) : saved_(gemm_auto_split_enabled()) { gemm_auto_split_enabled() = enabled; }
@@ -460,8 +460,9 @@ struct GemmPlan {
 // FFMA-bound at about 1024 cycles a step with one block per SM): so a plan
 // costs its waves (blocks over SMs, rounded up) times its K steps per
 // block. A split adds the sum kernel, about kGemmSplitSumSteps steps for
-// its launch, and its traffic (each partial written and read, the result
-// written: 4-byte elements) at kGemmSplitBytesPerStep bytes a step (about
+// its launch, and its traffic ((2 * splits + 1) * M * N 4-byte elements:
+// each partial written and read, the result written) at
+// kGemmSplitBytesPerStep bytes a step (about
 // half a microsecond of L2 bandwidth). Both constants are estimates to be
 // checked against BM_gemm_tile on a GPU.
 inline constexpr double kGemmSplitSumSteps = 3.0;
@@ -473,19 +474,22 @@ inline double gemm_plan_cost(const GemmPlan& p, std::int64_t M, std::int64_t N) 
     const std::int64_t blocks = ceil_div(M, d.bm) * ceil_div(N, d.bn) * p.split.splits;
     double cost = double(ceil_div(blocks, sms)) * double(ceil_div(p.split.depth, d.bk));
     if (p.split.splits > 1)
-        cost += kGemmSplitSumSteps + double(p.split.splits + 1) * double(M) * double(N) * 4.0 / kGemmSplitBytesPerStep;
+        cost += kGemmSplitSumSteps +
+                double(2 * p.split.splits + 1) * double(M) * double(N) * 4.0 / kGemmSplitBytesPerStep;
     return cost;
 }
 
-// What gemm() with a workspace runs for an M x N x K product: of every tile
-// that pads the output by at most 1/8 more than the small tile does, unsplit
-// or split by gemm_auto_split, the plan of least gemm_plan_cost; a tie keeps
-// the unsplit gemm_auto_tile (what gemm() without a workspace runs, and all
-// it runs while a GemmSplitScope turned splitting off). On 132 SMs the seed
-// MLP's 128 x 512 x 784 forward product, 64 small tiles unsplit (25 steps)
-// or 128 split in two (13 steps and the sum), runs as 112 medium blocks in 7
-// K ranges of 112 (7 steps and the sum).
-inline GemmPlan gemm_auto_plan(std::int64_t M, std::int64_t N, std::int64_t K) {
+// What gemm() runs for an M x N x K product: of every tile that pads the
+// output by at most 1/8 more than the small tile does, unsplit or (when
+// `split_ok`: gemm() has a workspace) split by gemm_auto_split, the plan of
+// least gemm_plan_cost; a tie keeps the unsplit gemm_auto_tile, all there is
+// while a GemmSplitScope turned planning off. An unsplit best plan is the
+// same with and without `split_ok`. On 132 SMs the seed MLP's 128 x 512 x
+// 784 forward product, 64 small tiles unsplit (25 steps) or 128 split in
+// two (13 steps and the sum), runs as 112 medium blocks in 7 K ranges of
+// 112 (7 steps and the sum); its 784 x 512 x 128 dW product as 104 medium
+// tiles (8 steps) rather than 400 small ones (4 waves of 4).
+inline GemmPlan gemm_auto_plan(std::int64_t M, std::int64_t N, std::int64_t K, bool split_ok = true) {
     GemmPlan best{gemm_auto_tile(M, N), {1, K}};
     if (!gemm_auto_split_enabled() || M <= 0 || N <= 0 || K <= 0) return best;
     double best_cost = gemm_plan_cost(best, M, N);
@@ -496,7 +500,9 @@ inline GemmPlan gemm_auto_plan(std::int64_t M, std::int64_t N, std::int64_t K) {
     const std::int64_t least = padded(GemmTile::Small);
     for (const GemmTile t : {GemmTile::Large, GemmTile::Medium, GemmTile::Small}) {
         if (padded(t) * 8 > least * 9) continue;
-        for (const GemmSplit s : {GemmSplit{1, K}, gemm_auto_split(t, M, N, K)}) {
+        const GemmSplit unsplit{1, K};
+        const GemmSplit split = split_ok ? gemm_auto_split(t, M, N, K) : unsplit;
+        for (const GemmSplit& s : {unsplit, split}) {
             const double c = gemm_plan_cost({t, s}, M, N);
             if (c < best_cost) best = {t, s}, best_cost = c;
         }
@@ -512,10 +518,10 @@ inline std::int64_t gemm_workspace(std::int64_t M, std::int64_t N, std::int64_t 
 }
 
 // gemm() with a chosen tile and a chosen number of K splits. Tile Auto with
-// splits 0 and a workspace: gemm_auto_plan's tile and split. Otherwise the
-// tile (Auto: gemm_auto_tile) split about n ways for splits n >= 1 (as
-// gemm_split_for rounds it), by gemm_auto_split for 0 with a workspace, not
-// at all for 0 without. With more than one split, each K
+// splits 0: gemm_auto_plan's tile and split (unsplit without a workspace).
+// Otherwise the tile (Auto: gemm_auto_tile) split about n ways for splits
+// n >= 1 (as gemm_split_for rounds it), by gemm_auto_split for 0 with a
+// workspace, not at all for 0 without. With more than one split, each K
 // range's partial product goes to `workspace` (at least
 // gemm_split_workspace(split, M, N) elements, checked; when it is null, to a
 // launcher-owned scratch buffer, which a CUDA graph capture must not use),
@@ -548,8 +554,8 @@ void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb
     }
     CUMULUS_CHECK(A != nullptr && B != nullptr, "gemm: A or B is null with M=", M, " N=", N, " K=", K);
     GemmSplit split{1, K};
-    if (tile == GemmTile::Auto && splits == 0 && workspace) {
-        const GemmPlan plan = gemm_auto_plan(M, N, K);
+    if (tile == GemmTile::Auto && splits == 0) {
+        const GemmPlan plan = gemm_auto_plan(M, N, K, workspace != nullptr);
         tile = plan.tile;
         split = plan.split;
     } else {
@@ -587,19 +593,18 @@ void gemm_with_tile(GemmTile tile, Transpose ta, Transpose tb, std::int64_t M, s
 
 // C(M,N) = epi(alpha * op(A) * op(B) + beta * C), row-major; see the top of
 // this file. Same contract as cpu::gemm; all pointers are device pointers.
-// Without a workspace, one launch over gemm_auto_tile's output tiles. With
-// one (device memory of at least gemm_workspace(M, N, K) elements, checked;
-// a layer keeps it from step to step), gemm_auto_plan's tile and K split:
-// a product whose output tiles leave SMs idle is split along K as
-// gemm_split_k describes.
+// Runs gemm_auto_plan's tile: without a workspace, unsplit, in one launch;
+// with one (device memory of at least gemm_workspace(M, N, K) elements,
+// checked; a layer keeps it from step to step), split along K where the
+// plan says so, as gemm_split_k describes.
 template <typename T>
 void gemm(Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
           std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc,
           Epilogue epilogue = Epilogue::None, const std::type_identity_t<T>* bias = nullptr,
           cudaStream_t stream = current_stream(), std::type_identity_t<T>* workspace = nullptr,
           std::int64_t workspace_elems = 0) {
-    gemm_split_k(GemmTile::Auto, workspace ? 0 : 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace,
-                 workspace_elems, epilogue, bias, stream);
+    gemm_split_k(GemmTile::Auto, 0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, workspace, workspace_elems,
+                 epilogue, bias, stream);
 }
 
 }  // namespace cumulus::cuda
