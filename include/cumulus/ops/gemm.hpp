@@ -15,10 +15,11 @@ namespace cumulus::ops {
 
 // c = epilogue(alpha * op(a) op(b) + beta * c [+ bias]); a, b, c are 2-D and
 // contiguous. op(a) is (M, K), op(b) is (K, N), c is (M, N), bias is (N).
-// On a GPU, given a `workspace`, a product too small to fill the chip is
-// split along K, its partial products kept there (cuda::gemm; the tensor is
-// grown as needed, so a layer that keeps one allocates nothing after its
-// first step, as a captured CUDA graph requires); the CPU ignores it.
+// On a GPU cuda::gemm_auto_plan picks the tile; given a `workspace`, it may
+// also split a product too small to fill the chip along K, the partial
+// products kept there (the tensor is grown as needed, so a layer that keeps
+// one allocates nothing after its first step, as a captured CUDA graph
+// requires). The CPU ignores it.
 template <typename T>
 void matmul(const Tensor<T>& a, Transpose ta, const Tensor<T>& b, Transpose tb, Tensor<T>& c, T alpha = T(1),
             T beta = T(0), Epilogue epilogue = Epilogue::None, const std::type_identity_t<Tensor<T>>* bias = nullptr,

@@ -422,10 +422,9 @@ inline constexpr std::int64_t kGemmMinSplitDepth = 64;
 
 // The split the automatic choice makes on `tile` (not Auto) when a workspace
 // is at hand: none when a GemmSplitScope turned it off on this thread or the
-// output tiles alone give every SM a block; else
-// as many K ranges as keep the grid within one block per SM, at most
-// K / kGemmMinSplitDepth of them (so at least 64 deep on average; the last
-// range may be shorter). On 132 SMs the MLP's 128 x 512 x 784 product has 64
+// output tiles alone give every SM a block; else as many K ranges as keep
+// the grid within one block per SM, at most K / kGemmMinSplitDepth of them
+// (so at least 64 deep on average; the last range may be shorter). On 132 SMs the MLP's 128 x 512 x 784 product has 64
 // output tiles of 32 x 32 and runs as two ranges (416 and 368 deep); its
 // 128 x 10 x 512 one has 4 and runs as 8 ranges of 64.
 inline GemmSplit gemm_auto_split(GemmTile tile, std::int64_t M, std::int64_t N, std::int64_t K) {
@@ -448,7 +447,7 @@ inline std::int64_t gemm_split_workspace(GemmSplit split, std::int64_t M, std::i
     return split.splits * M * N;
 }
 
-// A tile and a K split: what gemm() with a workspace runs.
+// A tile and a K split: what gemm() runs (gemm_auto_plan).
 struct GemmPlan {
     GemmTile tile;
     GemmSplit split;
@@ -462,9 +461,9 @@ struct GemmPlan {
 // block. A split adds the sum kernel, about kGemmSplitSumSteps steps for
 // its launch, and its traffic ((2 * splits + 1) * M * N 4-byte elements:
 // each partial written and read, the result written) at
-// kGemmSplitBytesPerStep bytes a step (about
-// half a microsecond of L2 bandwidth). Both constants are estimates to be
-// checked against BM_gemm_tile on a GPU.
+// kGemmSplitBytesPerStep bytes a step (about half a microsecond of L2
+// bandwidth). Both constants are estimates to be checked against
+// BM_gemm_tile on a GPU.
 inline constexpr double kGemmSplitSumSteps = 3.0;
 inline constexpr double kGemmSplitBytesPerStep = 1.5e6;
 
