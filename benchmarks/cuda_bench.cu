@@ -90,11 +90,14 @@ void gemm_tile_args(benchmark::internal::Benchmark* b) {
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
-// The workspace the automatic split wants for this product (as Dense keeps one).
-Tensor<float> gemm_workspace_for(std::int64_t M, std::int64_t N, std::int64_t K) {
-    const std::int64_t need = cuda::gemm_workspace(M, N, K);
-    return need > 0 ? Tensor<float>::empty(Shape{need}, Device::cuda(0)) : Tensor<float>{};
-}
+// A workspace of `need` floats on the device (none for 0), and its pointer.
+struct Workspace {
+    Tensor<float> t;
+    explicit Workspace(std::int64_t need) {
+        if (need > 0) t = Tensor<float>::empty(Shape{need}, Device::cuda(0));
+    }
+    float* data() { return t.defined() ? t.data() : nullptr; }
+};
 
 struct GemmOperands {
     std::int64_t M, N, K;
@@ -122,12 +125,11 @@ struct GemmOperands {
 void BM_gemm_cumulus(benchmark::State& state) {
     if (!have_device(state)) return;
     GemmOperands o(state);
-    Tensor<float> ws = gemm_workspace_for(o.M, o.N, o.K);
-    float* w = ws.defined() ? ws.data() : nullptr;
-    const std::int64_t elems = ws.defined() ? ws.numel() : 0;
+    const std::int64_t need = cuda::gemm_workspace(o.M, o.N, o.K);
+    Workspace ws(need);
     time_device(state, [&] {
         cuda::gemm(o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(), 0.0f, o.C.data(), o.N,
-                   Epilogue::None, nullptr, cuda::current_stream(), w, elems);
+                   Epilogue::None, nullptr, cuda::current_stream(), ws.data(), need);
     });
     o.counters(state);
     const auto plan = cuda::gemm_auto_plan(o.M, o.N, o.K);
@@ -145,12 +147,11 @@ void BM_gemm_tile(benchmark::State& state) {
     GemmOperands o(state);
     const auto tile = static_cast<cuda::GemmTile>(state.range(5));
     const cuda::GemmSplit split = cuda::gemm_split_for(tile, o.K, state.range(6));
-    Tensor<float> ws;
     const std::int64_t need = cuda::gemm_split_workspace(split, o.M, o.N);
-    if (need > 0) ws = Tensor<float>::empty(Shape{need}, Device::cuda(0));
+    Workspace ws(need);
     time_device(state, [&] {
-        cuda::gemm_split_k(tile, split.splits, o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(),
-                           o.ldb(), 0.0f, o.C.data(), o.N, need > 0 ? ws.data() : nullptr, need);
+        cuda::gemm_planned({tile, split}, o.ta, o.tb, o.M, o.N, o.K, 1.0f, o.A.data(), o.lda(), o.B.data(), o.ldb(),
+                           0.0f, o.C.data(), o.N, ws.data(), need);
     });
     o.counters(state);
     const auto plan = cuda::gemm_auto_plan(o.M, o.N, o.K);
@@ -190,10 +191,8 @@ void BM_gemm_variant(benchmark::State& state) {
     const std::int64_t v = state.range(5);
     const cuda::GemmSplit split = v == 0 ? cuda::GemmSplit{1, o.K}
                                          : cuda::gemm_auto_split(cuda::GemmTile::Small, o.M, o.N, o.K);
-    Tensor<float> ws;
-    const std::int64_t need = cuda::gemm_split_workspace(split, o.M, o.N);
-    if (need > 0) ws = Tensor<float>::empty(Shape{need}, Device::cuda(0));
-    float* parts = need > 0 ? ws.data() : nullptr;
+    Workspace ws(cuda::gemm_split_workspace(split, o.M, o.N));
+    float* parts = ws.data();
     auto run = [&](auto cfg) {
         time_device(state, [&] {
             cuda::detail::gemm_run<decltype(cfg), float>(o.ta, o.tb, o.M, o.N, o.K, split, parts, 1.0f, o.A.data(),

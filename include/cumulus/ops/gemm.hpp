@@ -43,10 +43,12 @@ void matmul(const Tensor<T>& a, Transpose ta, const Tensor<T>& b, Transpose tb, 
     }
 #if CUMULUS_WITH_CUDA && defined(__CUDACC__)
     if (!a.device().is_cpu()) {
-        const std::int64_t need = workspace ? cuda::gemm_workspace(M, N, K) : 0;
+        // One plan for both the workspace's size and the launch.
+        const cuda::GemmPlan plan = cuda::gemm_auto_plan(M, N, K, workspace != nullptr);
+        const std::int64_t need = cuda::gemm_split_workspace(plan.split, M, N);
         T* ws = detail::grow_workspace(workspace, need, a.device());
-        cuda::gemm(ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(), c.dim(1), epilogue,
-                   bias_ptr, cuda::current_stream(), ws, need);
+        cuda::gemm_planned(plan, ta, tb, M, N, K, alpha, a.data(), a.dim(1), b.data(), b.dim(1), beta, c.data(),
+                           c.dim(1), ws, need, epilogue, bias_ptr);
         return;
     }
 #else

@@ -516,26 +516,39 @@ inline std::int64_t gemm_workspace(std::int64_t M, std::int64_t N, std::int64_t 
     return gemm_split_workspace(gemm_auto_plan(M, N, K).split, M, N);
 }
 
-// gemm() with a chosen tile and a chosen number of K splits. Tile Auto with
-// splits 0: gemm_auto_plan's tile and split (unsplit without a workspace).
+// The plan gemm_split_k runs for a chosen tile and number of K splits. Tile
+// Auto with splits 0: gemm_auto_plan's (unsplit without a workspace).
 // Otherwise the tile (Auto: gemm_auto_tile) split about n ways for splits
 // n >= 1 (as gemm_split_for rounds it), by gemm_auto_split for 0 with a
-// workspace, not at all for 0 without. With more than one split, each K
-// range's partial product goes to `workspace` (at least
-// gemm_split_workspace(split, M, N) elements, checked; when it is null, to a
-// launcher-owned scratch buffer, which a CUDA graph capture must not use),
-// and a second kernel adds them in a fixed order and applies alpha, beta and
-// the epilogue: the same result every run, and within float rounding of the
-// unsplit product.
+// workspace, not at all for 0 without.
+inline GemmPlan gemm_resolve_plan(GemmTile tile, std::int64_t splits, std::int64_t M, std::int64_t N, std::int64_t K,
+                                  bool has_workspace) {
+    CUMULUS_CHECK(splits >= 0, "gemm: the number of K splits must be 0 (automatic) or positive, got ", splits);
+    if (tile == GemmTile::Auto && splits == 0) return gemm_auto_plan(M, N, K, has_workspace);
+    if (tile == GemmTile::Auto) tile = gemm_auto_tile(M, N);
+    GemmPlan plan{tile, {1, K}};
+    // (Not `{tile, c ? f() : GemmSplit{1, K}}`: a ternary with a braced
+    // operand inside braces segfaults nvcc 13.0's front end.)
+    if (splits > 0) plan.split = gemm_split_for(tile, K, splits);
+    else if (has_workspace) plan.split = gemm_auto_split(tile, M, N, K);
+    return plan;
+}
+
+// The product on `plan`'s tile (not Auto) in its K split. With more than
+// one range, each range's partial product goes to `workspace` (at least
+// gemm_split_workspace(plan.split, M, N) elements, checked; when it is
+// null, to a launcher-owned scratch buffer, which a CUDA graph capture must
+// not use), and a second kernel adds them in a fixed order and applies
+// alpha, beta and the epilogue: the same result every run, and within float
+// rounding of the unsplit product.
 template <typename T>
-void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb, std::int64_t M, std::int64_t N,
-                  std::int64_t K, T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
-                  std::int64_t ldc, std::type_identity_t<T>* workspace, std::int64_t workspace_elems,
-                  Epilogue epilogue = Epilogue::None, const std::type_identity_t<T>* bias = nullptr,
-                  cudaStream_t stream = current_stream()) {
+void gemm_planned(GemmPlan plan, Transpose ta, Transpose tb, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+                  const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc,
+                  std::type_identity_t<T>* workspace, std::int64_t workspace_elems, Epilogue epilogue = Epilogue::None,
+                  const std::type_identity_t<T>* bias = nullptr, cudaStream_t stream = current_stream()) {
     static_assert(std::is_floating_point_v<T>, "gemm: T must be float or double");
     CUMULUS_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M=", M, " N=", N, " K=", K);
-    CUMULUS_CHECK(splits >= 0, "gemm: the number of K splits must be 0 (automatic) or positive, got ", splits);
+    CUMULUS_CHECK(plan.tile != GemmTile::Auto, "gemm_planned: the plan's tile is Auto; resolve it with gemm_resolve_plan");
     const std::int64_t a_row = ta == Transpose::No ? K : M, b_row = tb == Transpose::No ? N : K;
     CUMULUS_CHECK(lda >= a_row, "gemm: lda=", lda, " is less than the row length ", a_row, " of A");
     CUMULUS_CHECK(ldb >= b_row, "gemm: ldb=", ldb, " is less than the row length ", b_row, " of B");
@@ -552,16 +565,7 @@ void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb
         return;
     }
     CUMULUS_CHECK(A != nullptr && B != nullptr, "gemm: A or B is null with M=", M, " N=", N, " K=", K);
-    GemmSplit split{1, K};
-    if (tile == GemmTile::Auto && splits == 0) {
-        const GemmPlan plan = gemm_auto_plan(M, N, K, workspace != nullptr);
-        tile = plan.tile;
-        split = plan.split;
-    } else {
-        if (tile == GemmTile::Auto) tile = gemm_auto_tile(M, N);
-        if (splits > 0) split = gemm_split_for(tile, K, splits);
-        else if (workspace) split = gemm_auto_split(tile, M, N, K);
-    }
+    const GemmSplit split = plan.split;
     CUMULUS_CHECK(split.splits <= 65535, "gemm: ", split.splits, " K splits of ", M, " x ", N, " x ", K,
                   " are too many for one launch (at most 65535)");
     const std::int64_t need = gemm_split_workspace(split, M, N);
@@ -574,11 +578,23 @@ void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb
         detail::gemm_run<decltype(cfg), T>(ta, tb, M, N, K, split, parts, alpha, A, lda, B, ldb, beta, C, ldc,
                                            epilogue, bias, stream);
     };
-    switch (tile) {
+    switch (plan.tile) {
         case GemmTile::Large: run(GemmLarge{}); break;
         case GemmTile::Medium: run(GemmMedium{}); break;
         default: run(GemmSmall{}); break;
     }
+}
+
+// gemm() with a chosen tile and a chosen number of K splits: the plan
+// gemm_resolve_plan makes of them, run by gemm_planned.
+template <typename T>
+void gemm_split_k(GemmTile tile, std::int64_t splits, Transpose ta, Transpose tb, std::int64_t M, std::int64_t N,
+                  std::int64_t K, T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
+                  std::int64_t ldc, std::type_identity_t<T>* workspace, std::int64_t workspace_elems,
+                  Epilogue epilogue = Epilogue::None, const std::type_identity_t<T>* bias = nullptr,
+                  cudaStream_t stream = current_stream()) {
+    gemm_planned(gemm_resolve_plan(tile, splits, M, N, K, workspace != nullptr), ta, tb, M, N, K, alpha, A, lda, B,
+                 ldb, beta, C, ldc, workspace, workspace_elems, epilogue, bias, stream);
 }
 
 // gemm() with a chosen tile and no split (for tests and benchmarks).
