@@ -552,7 +552,10 @@ void test_softmax_xent(Philox& rng) {
     cuda::Scratch<cuda::XentTotals> totals(1);
     cuda::softmax_xent_async(dx4.data(), dl4.data(), g4.data(), 4, 3, 4, totals.get(), false);
     cuda::XentTotals t{};
-    CUMULUS_CUDA_CHECK(cudaMemcpy(&t, totals.get(), sizeof t, cudaMemcpyDeviceToHost));
+    // The kernels ran on the library's non-blocking stream: a plain cudaMemcpy
+    // (the legacy stream) would not wait for them. copy_bytes copies on the
+    // current stream and synchronizes.
+    copy_bytes(&t, Device::cpu(), totals.get(), Device::cuda(0), sizeof t);
     const std::vector<float> good_x{1, 2, 3, 3, 1, 2};
     const std::vector<std::int32_t> good_l{1, 0};
     std::vector<float> good_g(6);

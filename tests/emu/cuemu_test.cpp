@@ -68,6 +68,11 @@ __global__ void add_kernel(float* x, float v, int n) {
     if (i < n) x[i] += v;
 }
 
+// Stands for a kernel that takes a while.
+__global__ void sleep_kernel(int ms) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
 __global__ void index_kernel(int* out) {
     const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
@@ -182,19 +187,72 @@ TEST_CASE("cuemu: built-in indices cover 3-D grids and blocks") {
     cudaFree(d);
 }
 
-TEST_CASE("cuemu: barriers that not every thread reaches fail the launch") {
+TEST_CASE("cuemu: barriers that not every thread reaches fail the launch, at the next synchronization") {
     int* d = device_alloc<int>(64);
     LAUNCH(divergent_barrier_kernel, 1, 64, nullptr, d);
+    CHECK(cudaGetLastError() == cudaSuccess);  // queued: a GPU reports a fault later too
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
     CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+    CHECK(cudaDeviceSynchronize() == cudaSuccess);  // reported once
     LAUNCH(half_warp_shuffle_kernel, 1, 32, nullptr, d);
-    CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
+    (void)cudaGetLastError();
     // First launched (from this one site) without its barrier, the kernel then runs as plain
     // calls; a barrier reached later fails loudly instead of running wrong.
     for (const bool sync : {false, true}) {
         LAUNCH(maybe_barrier_kernel, 2, 32, nullptr, d, sync);
-        CHECK(cudaGetLastError() == (sync ? cudaErrorLaunchFailure : cudaSuccess));
+        CHECK(cudaDeviceSynchronize() == (sync ? cudaErrorLaunchFailure : cudaSuccess));
+        (void)cudaGetLastError();
     }
     cudaFree(d);
+}
+
+TEST_CASE("cuemu: streams run their work when a synchronization needs it, and the legacy stream waits only for "
+          "blocking streams") {
+    if (::cuemu::immediate_streams()) return;  // CUEMU_STREAMS=immediate: everything runs at the call
+    cudaStream_t nb = nullptr, blocking = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking) == cudaSuccess);
+    REQUIRE(cudaStreamCreate(&blocking) == cudaSuccess);
+    float* d = device_alloc<float>(4);
+    float h[4] = {-1, -1, -1, -1};
+    const float zeros[4] = {0, 0, 0, 0};
+    // A host-to-device copy takes its source at the call.
+    float src[4] = {0, 0, 0, 0};
+    REQUIRE(cudaMemcpyAsync(d, src, sizeof src, cudaMemcpyHostToDevice, nb) == cudaSuccess);
+    src[0] = 99;
+    LAUNCH(add_kernel, 1, 32, nb, d, 1.0f, 4);
+    // The legacy stream's copy does not wait for a non-blocking stream: it reads the NaN of fresh memory.
+    REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(std::isnan(h[0]));
+    // Synchronizing the stream runs its work.
+    REQUIRE(cudaStreamSynchronize(nb) == cudaSuccess);
+    REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (float v : h) CHECK(v == 1.0f);
+    // A blocking stream's work runs before the legacy stream's next work.
+    LAUNCH(add_kernel, 1, 32, blocking, d, 1.0f, 4);
+    REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (float v : h) CHECK(v == 2.0f);
+    // A device-to-host copy on a stream is done when it returns, after the stream's earlier work.
+    LAUNCH(add_kernel, 1, 32, nb, d, 1.0f, 4);
+    REQUIRE(cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, nb) == cudaSuccess);
+    for (float v : h) CHECK(v == 3.0f);
+    // An event's synchronization runs the work queued before its record.
+    cudaEvent_t e = nullptr;
+    REQUIRE(cudaEventCreate(&e) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(d, zeros, sizeof zeros, cudaMemcpyHostToDevice, nb) == cudaSuccess);
+    REQUIRE(cudaEventRecord(e, nb) == cudaSuccess);
+    REQUIRE(cudaEventSynchronize(e) == cudaSuccess);
+    REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (float v : h) CHECK(v == 0.0f);
+    // cudaDeviceSynchronize runs every stream's work.
+    LAUNCH(add_kernel, 1, 32, nb, d, 5.0f, 4);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (float v : h) CHECK(v == 5.0f);
+    cudaEventDestroy(e);
+    cudaFree(d);
+    cudaStreamDestroy(nb);
+    cudaStreamDestroy(blocking);
 }
 
 TEST_CASE("cuemu: launch configurations are checked as CUDA checks them") {
@@ -348,7 +406,7 @@ TEST_CASE("cuemu: events time the work between them on the stream") {
     CHECK(cudaEventElapsedTime(&ms, a, b) == cudaErrorInvalidResourceHandle);  // not recorded yet
     (void)cudaGetLastError();
     REQUIRE(cudaEventRecord(a, s) == cudaSuccess);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // stands for work on the stream
+    LAUNCH(sleep_kernel, 1, 32, s, 20);
     REQUIRE(cudaEventRecord(b, s) == cudaSuccess);
     REQUIRE(cudaEventSynchronize(b) == cudaSuccess);
     REQUIRE(cudaEventElapsedTime(&ms, a, b) == cudaSuccess);

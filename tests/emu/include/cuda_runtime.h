@@ -100,7 +100,8 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
 }
 inline cudaError_t cudaDeviceSynchronize() {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
-    return cudaSuccess;
+    ::cuemu::flush_all();
+    return ::cuemu::take_fault();
 }
 
 // ---------------------------------------------------------------- memory
@@ -148,6 +149,7 @@ cudaError_t cudaMalloc(T** p, std::size_t n) {
 inline cudaError_t cudaFree(void* p) {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
     if (!p) return cudaSuccess;
+    ::cuemu::flush_all();  // cudaFree synchronizes with the device's work
     auto& m = ::cuemu::Memory::get();
     {
         std::lock_guard<std::mutex> lock(m.mu);
@@ -178,15 +180,37 @@ inline cudaError_t check_copy(void* dst, const void* src, std::size_t n, cudaMem
 }
 }  // namespace cuemu
 
+// From host memory the source is taken at the call (the driver stages
+// pageable memory); into host memory the copy is done when the call returns
+// (synchronous for pageable memory on a GPU too), after the stream's earlier
+// work. Device to device: queued.
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind,
                                    cudaStream_t s = nullptr) {
     if (cudaError_t e = ::cuemu::check_copy(dst, src, n, kind); e != cudaSuccess) return ::cuemu::fail(e);
     if (n == 0) return cudaSuccess;
-    return ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
+    auto& m = ::cuemu::Memory::get();
+    const bool from_host = !m.is_device(src), to_host = !m.is_device(dst);
+    cudaError_t e = cudaSuccess;
+    if (from_host && !::cuemu::stream_of(s).capture) {
+        auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
+                                                                   static_cast<const unsigned char*>(src) + n);
+        e = ::cuemu::submit(s, [dst, staged]() { std::memcpy(dst, staged->data(), staged->size()); });
+    } else {
+        e = ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
+    }
+    if (e == cudaSuccess && to_host && !::cuemu::stream_of(s).capture) {
+        ::cuemu::flush_stream(::cuemu::stream_of(s));
+        e = ::cuemu::take_fault();
+    }
+    return e;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
-    return cudaMemcpyAsync(dst, src, n, kind, nullptr);
+    // On the legacy stream, and done when it returns.
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, kind, nullptr);
+    if (e != cudaSuccess) return e;
+    ::cuemu::flush_stream(::cuemu::legacy_stream());
+    return ::cuemu::take_fault();
 }
 inline cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, std::size_t n, cudaStream_t s = nullptr) {
     return cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s);
@@ -203,22 +227,10 @@ inline cudaError_t cudaMemset(void* p, int value, std::size_t n) {
 
 // ---------------------------------------------------------------- streams
 
-namespace cuemu {
-// Every stream not yet destroyed. A stream a program never destroys (as
-// cumulus' library streams) stays reachable from here after static
-// destructors have run, as the driver keeps it: no leak for LeakSanitizer.
-struct LiveStreams {
-    std::mutex mu;
-    std::vector<Stream*> streams;
-};
-inline LiveStreams& live_streams() {
-    static auto* v = new LiveStreams();  // never destroyed
-    return *v;
-}
-}  // namespace cuemu
-inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
     if (!s) return ::cuemu::fail(cudaErrorInvalidValue);
     *s = new ::cuemu::Stream();
+    (*s)->non_blocking = (flags & cudaStreamNonBlocking) != 0;
     auto& live = ::cuemu::live_streams();
     std::lock_guard<std::mutex> lock(live.mu);
     live.streams.push_back(*s);
@@ -226,6 +238,10 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
 }
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (!s) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    // The driver finishes the stream's work after the call returns; here it runs now.
+    std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
+    ::cuemu::flush_stream(*s);
     {
         auto& live = ::cuemu::live_streams();
         std::lock_guard<std::mutex> lock(live.mu);
@@ -237,7 +253,8 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     if (::cuemu::stream_of(s).capture || ::cuemu::capture_forbids_unsafe_calls())
         return ::cuemu::unsafe_call_during_capture(&::cuemu::stream_of(s));
-    return cudaSuccess;
+    ::cuemu::flush_stream(::cuemu::stream_of(s));
+    return ::cuemu::take_fault();
 }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
     if (!s) return ::cuemu::fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot capture
@@ -281,7 +298,8 @@ inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
 
 struct cuemu_event {
     std::chrono::steady_clock::time_point at{};
-    bool recorded = false;
+    bool recorded = false;                 // the work before the record has run
+    ::cuemu::Stream* stream = nullptr;     // where it was last recorded
 };
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {  // the flags change nothing here
     if (!e) return ::cuemu::fail(cudaErrorInvalidValue);
@@ -291,11 +309,13 @@ inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {  // the 
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    if (e->stream) ::cuemu::flush_stream(*e->stream);  // a queued record of it runs first
     delete e;
     return cudaSuccess;
 }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    e->stream = &::cuemu::stream_of(s);
     // On a capturing stream a plain record only orders streams (a graph node
     // takes cudaEventRecordExternal), which in-order execution here gives:
     // nothing is recorded.
@@ -308,7 +328,10 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
 inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
-    return cudaSuccess;  // the work before it is done; an event never recorded is complete, as on a GPU
+    // An event never recorded is complete, as on a GPU.
+    if (!e->stream) return cudaSuccess;
+    ::cuemu::flush_stream(*e->stream);
+    return ::cuemu::take_fault();
 }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
     if (!ms) return ::cuemu::fail(cudaErrorInvalidValue);

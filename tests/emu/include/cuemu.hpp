@@ -22,13 +22,28 @@
 // - Device memory: cudaMalloc'd host memory, filled with NaN bytes. Pointers
 //   of every copy are checked against the allocations (cudaErrorInvalidValue
 //   for a device pointer that is none).
-// - Streams run their work at once, in order. Stream capture records every
-//   launch, copy and memset (with its arguments as they were at capture) into
-//   a graph that cudaGraphLaunch replays; cudaMalloc, cudaFree, a
-//   synchronization and work for the legacy stream during capture fail with
-//   cudaErrorStreamCaptureUnsupported and invalidate the capture, as on a GPU:
-//   on every thread for a global capture, on the capturing thread for a
-//   thread-local one (other threads may allocate meanwhile).
+// - Streams queue their work, in order, and run it only when CUDA says it
+//   must be done: cudaStreamSynchronize, cudaEventSynchronize (the event's
+//   stream), cudaDeviceSynchronize and cudaFree (every stream), a
+//   device-to-host copy (its stream, before it copies: from pageable memory
+//   that is synchronous on a GPU too), and the legacy stream's implicit
+//   synchronization: work for the legacy stream runs after what the
+//   blocking streams (cudaStreamCreate) queued, work for a blocking stream
+//   after what the legacy stream queued, and a non-blocking stream
+//   (cudaStreamNonBlocking, as cumulus' own) waits for neither. So a host
+//   read that no synchronization orders after the work that writes it sees
+//   the NaN bytes of fresh memory, or stale data, as it may on a GPU, and
+//   fails the test. A host-to-device copy takes its source at the call (the
+//   driver stages pageable memory). A kernel fault shows at the next
+//   synchronization (cudaErrorLaunchFailure, once). CUEMU_STREAMS=immediate
+//   runs all work at the call instead (for debugging).
+//   Stream capture records every launch, copy and memset (with its arguments
+//   as they were at capture) into a graph that cudaGraphLaunch replays;
+//   cudaMalloc, cudaFree, a synchronization and work for the legacy stream
+//   during capture fail with cudaErrorStreamCaptureUnsupported and invalidate
+//   the capture, as on a GPU: on every thread for a global capture, on the
+//   capturing thread for a thread-local one (other threads may allocate
+//   meanwhile).
 // - Events (for the benchmarks' timing) hold the host time at which their
 //   stream reached them; work runs at once, so the time between two is
 //   the time the work between them took on the CPU.
@@ -363,15 +378,17 @@ struct GraphExec {
     std::vector<Op> ops;
 };
 struct Stream {
-    Graph* capture = nullptr;  // non-null while capturing
+    bool non_blocking = false;  // cudaStreamNonBlocking: no implicit synchronization with the legacy stream
+    std::vector<Op> pending;    // queued, not yet run (see flush)
+    Graph* capture = nullptr;   // non-null while capturing
     bool invalidated = false;  // an unsupported call happened during capture
     cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
     std::thread::id owner;  // the thread that began the capture
 };
 
 inline Stream& legacy_stream() {
-    static Stream s;
-    return s;
+    static auto* s = new Stream();  // never destroyed: work may be flushed during static destruction
+    return *s;
 }
 inline Stream& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
 
@@ -409,14 +426,100 @@ inline cudaError_t unsafe_call_during_capture(const Stream* target = nullptr) {
     return fail(cudaErrorStreamCaptureUnsupported);
 }
 
-// Runs op now, or records it when the stream captures. Work for the legacy
-// stream while a capture is on is an unsafe call (it would synchronize with
-// the capturing stream): the capture is invalidated, as on a GPU.
+// ---------------------------------------------------------------- queued work
+
+// The lock under which work is queued and run: a stream may be shared by
+// threads (cumulus' library stream is). Recursive: running work may queue
+// none, but a flush runs the legacy stream's and the blocking streams' in turn.
+inline std::recursive_mutex& work_lock() {
+    static std::recursive_mutex m;
+    return m;
+}
+inline bool immediate_streams() {
+    static const bool v = [] {
+        const char* e = std::getenv("CUEMU_STREAMS");
+        return e && std::string(e) == "immediate";
+    }();
+    return v;
+}
+// A kernel that failed while its stream's work ran: reported once, by the
+// synchronization that ran it (or the next one).
+inline cudaError_t& pending_fault() {
+    static cudaError_t e = cudaSuccess;
+    return e;
+}
+inline cudaError_t take_fault() {
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    const cudaError_t e = pending_fault();
+    pending_fault() = cudaSuccess;
+    return e == cudaSuccess ? e : fail(e);
+}
+// Every stream not yet destroyed. A stream a program never destroys (as
+// cumulus' library streams) stays reachable from here after static
+// destructors have run, as the driver keeps it: no leak for LeakSanitizer.
+struct LiveStreams {
+    std::mutex mu;
+    std::vector<Stream*> streams;
+};
+inline LiveStreams& live_streams() {
+    static auto* v = new LiveStreams();  // never destroyed
+    return *v;
+}
+inline std::vector<Stream*> live_stream_list() {
+    auto& live = live_streams();
+    std::lock_guard<std::mutex> lock(live.mu);
+    return live.streams;
+}
+// Runs what a stream has queued, in order.
+inline void flush(Stream& st) {
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    while (!st.pending.empty()) {
+        std::vector<Op> ops;
+        ops.swap(st.pending);
+        for (auto& op : ops) op();
+    }
+}
+// What the legacy stream's implicit synchronization runs first: for the
+// legacy stream, the blocking streams' work; for a blocking stream, the
+// legacy stream's.
+inline void flush_implicit(Stream& st) {
+    if (st.non_blocking) return;
+    if (&st == &legacy_stream()) {
+        for (Stream* o : live_stream_list())
+            if (!o->non_blocking) flush(*o);
+    } else {
+        flush(legacy_stream());
+    }
+}
+// Everything queued anywhere (cudaDeviceSynchronize, cudaFree).
+inline void flush_all() {
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    flush(legacy_stream());
+    for (Stream* o : live_stream_list()) flush(*o);
+}
+// Runs st's work and what the legacy stream's implicit synchronization orders before it.
+inline void flush_stream(Stream& st) {
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    flush_implicit(st);
+    flush(st);
+}
+
+// Queues op on the stream, or records it when the stream captures. Work for
+// the legacy stream while a capture is on is an unsafe call (it would
+// synchronize with the capturing stream): the capture is invalidated, as on
+// a GPU.
 inline cudaError_t submit(cudaStream_t s, Op op) {
     if (!s && capture_forbids_unsafe_calls()) return unsafe_call_during_capture();
     Stream& st = stream_of(s);
-    if (st.capture) st.capture->ops.push_back(std::move(op));
-    else op();
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    if (st.capture) {
+        st.capture->ops.push_back(std::move(op));
+    } else if (immediate_streams()) {
+        op();
+    } else {
+        flush_implicit(st);  // what this work waits for, queued ahead of it
+        st.pending.push_back(std::move(op));
+    }
     return cudaSuccess;
 }
 
@@ -680,10 +783,14 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
             info.needs_fibers = run.barrier_hit;
         }
     } catch (const std::exception& e) {
-        // As a faulting kernel on a GPU: the launch reports cudaErrorLaunchFailure (here at once).
+        // As a faulting kernel on a GPU: the next synchronization reports cudaErrorLaunchFailure.
         ts = saved;
         std::fprintf(stderr, "cuemu: kernel %s failed: %s\n", name, e.what());
-        fail(cudaErrorLaunchFailure);
+        {
+            std::lock_guard<std::recursive_mutex> lock(work_lock());
+            pending_fault() = cudaErrorLaunchFailure;
+        }
+        if (immediate_streams()) fail(cudaErrorLaunchFailure);
         return;
     }
     ts = saved;
