@@ -192,9 +192,15 @@ int main() {
             auto cpu_eval = train::evaluate(m, ds2, 64);
             m.to(gpu);
             auto gpu_eval = train::evaluate(m, ds2, 64);
-            expect(cuda_test::close(gpu_eval.loss, cpu_eval.loss, 1e-5, 0) && gpu_eval.accuracy == cpu_eval.accuracy,
-                   "evaluate on the GPU equals the CPU: " + std::to_string(gpu_eval.loss) + " vs " +
-                       std::to_string(cpu_eval.loss));
+            // The GPU's fused multiply-adds round differently: an argmax may
+            // flip where two logits tie within float rounding, so one example
+            // may move (as predict_classes allows below).
+            const double one = 1.0 / double(ds2.size());
+            expect(cuda_test::close(gpu_eval.loss, cpu_eval.loss, 1e-5, 0) &&
+                       std::abs(gpu_eval.accuracy - cpu_eval.accuracy) <= one * 1.0001,
+                   "evaluate on the GPU equals the CPU: loss " + std::to_string(gpu_eval.loss) + " vs " +
+                       std::to_string(cpu_eval.loss) + ", accuracy " + std::to_string(gpu_eval.accuracy) + " vs " +
+                       std::to_string(cpu_eval.accuracy));
         }
         // predict / predict_classes on the device vs the CPU, same weights, a partial last batch.
         {

@@ -244,8 +244,12 @@ History fit_cuda(nn::Sequential<T>& model, optim::Optimizer<T>& optimizer, const
                         graph.watch_live_blocks();
                         graph_lr = optimizer.learning_rate();
                     } catch (const Error& e) {
-                        use_graph = false;
                         graph.reset();
+                        // A fault of an earlier kernel (sticky on a GPU) may
+                        // surface at the capture: that is an error to report,
+                        // not a reason to go on without a graph.
+                        CUMULUS_CUDA_CHECK(cudaStreamSynchronize(stream));
+                        use_graph = false;
                         if (opt.verbose != Verbosity::Silent)
                             out << "fit: CUDA graph disabled (" << e.what() << ")\n";
                     }

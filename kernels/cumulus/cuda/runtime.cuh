@@ -43,12 +43,14 @@ inline void check_cuda(cudaError_t e, const char* expr, const char* file, int li
 }
 
 // For destructors and other places that must not throw.
-inline void print_cuda_error(cudaError_t e, const char* expr, const char* file, int line) noexcept {
+// Returns whether e is cudaSuccess.
+inline bool print_cuda_error(cudaError_t e, const char* expr, const char* file, int line) noexcept {
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         std::fprintf(stderr, "cumulus: CUDA error %s (%s) in `%s` at %s:%d\n", cudaGetErrorName(e),
                      cudaGetErrorString(e), expr, file, line);
     }
+    return e == cudaSuccess;
 }
 
 }  // namespace cumulus::cuda
@@ -382,12 +384,13 @@ private:
             if (device >= 0 && key.device != device) continue;
             if (list.empty()) continue;
             CUMULUS_CUDA_CHECK_PRINT(cudaSetDevice(key.device));
-            // Queued kernels may still use the blocks.
-            CUMULUS_CUDA_CHECK_PRINT(cudaDeviceSynchronize());
+            // Queued kernels may still use the blocks. A device in error (a
+            // kernel fault is sticky) cannot say that they are done: the
+            // blocks stay cached rather than be freed under a kernel.
+            if (!CUMULUS_CUDA_CHECK_PRINT(cudaDeviceSynchronize())) continue;
             for (void* p : list) {
-                CUMULUS_CUDA_CHECK_PRINT(cudaFree(p));
-                ++stats_.device_frees;
-                stats_.bytes_cached -= key.size;
+                if (CUMULUS_CUDA_CHECK_PRINT(cudaFree(p))) ++stats_.device_frees;
+                stats_.bytes_cached -= key.size;  // out of the cache either way
             }
             list.clear();
         }

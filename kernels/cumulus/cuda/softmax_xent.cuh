@@ -152,6 +152,7 @@ void softmax(const T* logits, T* probs, std::int64_t rows, std::int64_t cols, cu
     CUMULUS_CHECK(rows >= 0, "softmax: negative rows ", rows);
     CUMULUS_CHECK(rows == 0 || cols >= 1, "softmax: cols ", cols, " must be >= 1");
     if (rows == 0) return;
+    CUMULUS_CHECK(ceil_div(rows, kXentWarps) <= 0x7fffffff, "softmax: too many rows ", rows);
     softmax_kernel<<<unsigned(ceil_div(rows, kXentWarps)), kXentWarps * 32, 0, stream>>>(logits, probs, rows, cols);
     CUMULUS_CUDA_CHECK_LAUNCH();
 }
