@@ -282,7 +282,7 @@ public:
         live_[p] = Block{size, device, stream, ++next_id_};
         stats_.bytes_in_use += size;
 #ifdef CUMULUS_CUDA_EMULATION
-        cuemuSetUsable(p, bytes, size);  // tests/emu: past `bytes` is out of bounds
+        cuemuSetUsable(stream, p, bytes, size);  // tests/emu: past `bytes` is out of bounds
 #endif
         return p;
     }
@@ -303,7 +303,7 @@ public:
         stats_.bytes_cached += b.size;
         free_[Key{b.device, b.size, b.stream}].push_back(p);
 #ifdef CUMULUS_CUDA_EMULATION
-        cuemuSetUsable(p, 0, b.size);  // tests/emu: a cached block is out of bounds
+        cuemuSetUsable(b.stream, p, 0, b.size);  // tests/emu: a cached block is out of bounds
 #endif
     }
 

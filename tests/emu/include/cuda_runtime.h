@@ -122,6 +122,17 @@ inline void cuemuSetUsable([[maybe_unused]] void* p, [[maybe_unused]] std::size_
     ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + usable, bytes - usable);
 #endif
 }
+// The same, in the order of the work on stream s (a caching allocator's
+// blocks are stream-ordered: one freed while work queued on its stream still
+// uses it is handed out again only to later work on that stream). Not part
+// of a capture: applied when the stream's earlier work has run.
+inline void cuemuSetUsable(cudaStream_t s, void* p, std::size_t usable, std::size_t bytes) {
+#ifdef CUEMU_ASAN
+    ::cuemu::queue_bookkeeping(s, [p, usable, bytes]() { cuemuSetUsable(p, usable, bytes); });
+#else
+    (void)s, (void)p, (void)usable, (void)bytes;
+#endif
+}
 
 inline cudaError_t cudaMalloc(void** p, std::size_t n) {
     if (!p) return ::cuemu::fail(cudaErrorInvalidValue);

@@ -504,6 +504,17 @@ inline void flush_stream(Stream& st) {
     flush(st);
 }
 
+// Host-side bookkeeping in a stream's order (tests/emu's own, as the
+// caching allocator's AddressSanitizer marks): queued behind the stream's
+// work, but never recorded into a capture, never a legacy-stream
+// synchronization, and at once when nothing is queued.
+inline void queue_bookkeeping(cudaStream_t s, Op op) {
+    Stream& st = stream_of(s);
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    if (st.pending.empty() || immediate_streams()) op();
+    else st.pending.push_back(std::move(op));
+}
+
 // Queues op on the stream, or records it when the stream captures. Work for
 // the legacy stream while a capture is on is an unsafe call (it would
 // synchronize with the capturing stream): the capture is invalidated, as on
