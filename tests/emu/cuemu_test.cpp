@@ -187,24 +187,56 @@ TEST_CASE("cuemu: built-in indices cover 3-D grids and blocks") {
     cudaFree(d);
 }
 
-TEST_CASE("cuemu: barriers that not every thread reaches fail the launch, at the next synchronization") {
+// A kernel fault: on queued streams (the default) the next synchronization
+// reports it, and it is sticky until cudaDeviceReset, as on a GPU; with
+// CUEMU_STREAMS=immediate the launch reports it, once.
+cudaError_t fault_of_last_launch() {
+    if (::cuemu::immediate_streams()) return cudaGetLastError();
+    CHECK(cudaGetLastError() == cudaSuccess);  // queued: a GPU reports a fault later too
+    const cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        CHECK(cudaDeviceSynchronize() == e);  // sticky
+        CHECK(cudaGetLastError() == e);
+        CHECK(cudaGetLastError() == e);
+        CHECK(cudaDeviceReset() == cudaSuccess);
+        CHECK(cudaDeviceSynchronize() == cudaSuccess);
+    }
+    return e;
+}
+
+TEST_CASE("cuemu: barriers that not every thread reaches fail the launch") {
     int* d = device_alloc<int>(64);
     LAUNCH(divergent_barrier_kernel, 1, 64, nullptr, d);
-    CHECK(cudaGetLastError() == cudaSuccess);  // queued: a GPU reports a fault later too
-    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
-    CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
-    CHECK(cudaDeviceSynchronize() == cudaSuccess);  // reported once
+    CHECK(fault_of_last_launch() == cudaErrorLaunchFailure);
     LAUNCH(half_warp_shuffle_kernel, 1, 32, nullptr, d);
-    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
-    (void)cudaGetLastError();
+    CHECK(fault_of_last_launch() == cudaErrorLaunchFailure);
     // First launched (from this one site) without its barrier, the kernel then runs as plain
     // calls; a barrier reached later fails loudly instead of running wrong.
     for (const bool sync : {false, true}) {
         LAUNCH(maybe_barrier_kernel, 2, 32, nullptr, d, sync);
-        CHECK(cudaDeviceSynchronize() == (sync ? cudaErrorLaunchFailure : cudaSuccess));
-        (void)cudaGetLastError();
+        CHECK(fault_of_last_launch() == (sync ? cudaErrorLaunchFailure : cudaSuccess));
     }
     cudaFree(d);
+}
+
+TEST_CASE("cuemu: a kernel fault is sticky: allocations, launches and captures fail until cudaDeviceReset") {
+    if (::cuemu::immediate_streams()) return;
+    int* d = device_alloc<int>(64);
+    LAUNCH(divergent_barrier_kernel, 1, 64, nullptr, d);
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, 64) == cudaErrorLaunchFailure);
+    LAUNCH(add_kernel, 1, 32, nullptr, reinterpret_cast<float*>(d), 1.0f, 4);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure);
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaErrorLaunchFailure);
+    CHECK(cudaFree(d) == cudaErrorLaunchFailure);
+    CHECK(cudaDeviceReset() == cudaSuccess);
+    CHECK(cudaMalloc(&p, 64) == cudaSuccess);
+    CHECK(cudaFree(p) == cudaSuccess);
+    CHECK(cudaFree(d) == cudaSuccess);
+    cudaStreamDestroy(s);
 }
 
 TEST_CASE("cuemu: streams run their work when a synchronization needs it, and the legacy stream waits only for "
@@ -249,10 +281,27 @@ TEST_CASE("cuemu: streams run their work when a synchronization needs it, and th
     REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
     REQUIRE(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
     for (float v : h) CHECK(v == 5.0f);
+    // A plain cudaMemcpy from host memory returns before the copy is done:
+    // queued on the legacy stream, which the non-blocking stream does not wait for.
+    REQUIRE(cudaMemcpy(d, zeros, sizeof zeros, cudaMemcpyHostToDevice) == cudaSuccess);
+    REQUIRE(cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, nb) == cudaSuccess);
+    for (float v : h) CHECK(v == 5.0f);
+    // An event may be destroyed before its record runs, and its stream before it.
+    cudaEvent_t e2 = nullptr;
+    REQUIRE(cudaEventCreate(&e2) == cudaSuccess);
+    LAUNCH(add_kernel, 1, 32, nb, d, 1.0f, 4);
+    REQUIRE(cudaEventRecord(e2, nb) == cudaSuccess);
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, e, e2) == cudaErrorNotReady);  // queued
+    (void)cudaGetLastError();
+    REQUIRE(cudaEventDestroy(e2) == cudaSuccess);
+    REQUIRE(cudaEventRecord(e, blocking) == cudaSuccess);
+    REQUIRE(cudaStreamDestroy(blocking) == cudaSuccess);
+    CHECK(cudaEventSynchronize(e) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(nb) == cudaSuccess);
     cudaEventDestroy(e);
     cudaFree(d);
     cudaStreamDestroy(nb);
-    cudaStreamDestroy(blocking);
 }
 
 TEST_CASE("cuemu: launch configurations are checked as CUDA checks them") {

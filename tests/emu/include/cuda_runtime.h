@@ -20,6 +20,7 @@ inline const char* cudaGetErrorName(cudaError_t e) {
         case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
         case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
         case cudaErrorIllegalState: return "cudaErrorIllegalState";
+        case cudaErrorNotReady: return "cudaErrorNotReady";
         case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
         case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
         case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
@@ -37,6 +38,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
         case cudaErrorInvalidDevicePointer: return "invalid device pointer";
         case cudaErrorInvalidDevice: return "invalid device ordinal";
         case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+        case cudaErrorNotReady: return "device not ready";
         case cudaErrorLaunchFailure: return "unspecified launch failure (cuemu: see the message above)";
         case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
         case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
@@ -45,12 +47,17 @@ inline const char* cudaGetErrorString(cudaError_t e) {
         default: return "unknown error (cuemu)";
     }
 }
+// A kernel fault is sticky: reported by every call until cudaDeviceReset.
 inline cudaError_t cudaGetLastError() {
+    if (const cudaError_t f = ::cuemu::device_fault(); f != cudaSuccess) return f;
     const cudaError_t e = ::cuemu::last_error();
     ::cuemu::last_error() = cudaSuccess;
     return e;
 }
-inline cudaError_t cudaPeekAtLastError() { return ::cuemu::last_error(); }
+inline cudaError_t cudaPeekAtLastError() {
+    if (const cudaError_t f = ::cuemu::device_fault(); f != cudaSuccess) return f;
+    return ::cuemu::last_error();
+}
 
 // ---------------------------------------------------------------- devices
 
@@ -101,7 +108,17 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
 inline cudaError_t cudaDeviceSynchronize() {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
     ::cuemu::flush_all();
-    return ::cuemu::take_fault();
+    return ::cuemu::device_fault();
+}
+// Here only the end of a sticky fault: the queued work is dropped, the
+// fault and the last error cleared (allocations stay, unlike on a GPU).
+inline cudaError_t cudaDeviceReset() {
+    std::lock_guard<std::recursive_mutex> lock(::cuemu::work_lock());
+    ::cuemu::legacy_stream().pending.clear();
+    for (::cuemu::Stream* st : ::cuemu::live_stream_list()) st->pending.clear();
+    ::cuemu::sticky_fault() = cudaSuccess;
+    ::cuemu::last_error() = cudaSuccess;
+    return cudaSuccess;
 }
 
 // ---------------------------------------------------------------- memory
@@ -137,6 +154,7 @@ inline void cuemuSetUsable(cudaStream_t s, void* p, std::size_t usable, std::siz
 inline cudaError_t cudaMalloc(void** p, std::size_t n) {
     if (!p) return ::cuemu::fail(cudaErrorInvalidValue);
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
+    if (cudaError_t f = ::cuemu::device_fault(); f != cudaSuccess) return f;
     *p = nullptr;
     if (n == 0) return cudaSuccess;
     const std::size_t rounded = (n + 255) / 256 * 256;
@@ -161,6 +179,7 @@ inline cudaError_t cudaFree(void* p) {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
     if (!p) return cudaSuccess;
     ::cuemu::flush_all();  // cudaFree synchronizes with the device's work
+    if (cudaError_t f = ::cuemu::device_fault(); f != cudaSuccess) return f;
     auto& m = ::cuemu::Memory::get();
     {
         std::lock_guard<std::mutex> lock(m.mu);
@@ -194,7 +213,9 @@ inline cudaError_t check_copy(void* dst, const void* src, std::size_t n, cudaMem
 // From host memory the source is taken at the call (the driver stages
 // pageable memory); into host memory the copy is done when the call returns
 // (synchronous for pageable memory on a GPU too), after the stream's earlier
-// work. Device to device: queued.
+// work. Device to device: queued. (cudaMemcpy too, but for the legacy
+// stream: from host memory or device to device it returns before the copy
+// is done, as CUDA's "API synchronization behavior" allows.)
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind,
                                    cudaStream_t s = nullptr) {
     if (cudaError_t e = ::cuemu::check_copy(dst, src, n, kind); e != cudaSuccess) return ::cuemu::fail(e);
@@ -202,26 +223,23 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t n, cu
     auto& m = ::cuemu::Memory::get();
     const bool from_host = !m.is_device(src), to_host = !m.is_device(dst);
     cudaError_t e = cudaSuccess;
-    if (from_host && !::cuemu::stream_of(s).capture) {
+    const bool capturing = ::cuemu::is_capturing(s);
+    if (from_host && !capturing) {
         auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
                                                                    static_cast<const unsigned char*>(src) + n);
         e = ::cuemu::submit(s, [dst, staged]() { std::memcpy(dst, staged->data(), staged->size()); });
     } else {
         e = ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
     }
-    if (e == cudaSuccess && to_host && !::cuemu::stream_of(s).capture) {
+    if (e == cudaSuccess && to_host && !capturing) {
         ::cuemu::flush_stream(::cuemu::stream_of(s));
-        e = ::cuemu::take_fault();
+        e = ::cuemu::device_fault();
     }
     return e;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t n, cudaMemcpyKind kind) {
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
-    // On the legacy stream, and done when it returns.
-    cudaError_t e = cudaMemcpyAsync(dst, src, n, kind, nullptr);
-    if (e != cudaSuccess) return e;
-    ::cuemu::flush_stream(::cuemu::legacy_stream());
-    return ::cuemu::take_fault();
+    return cudaMemcpyAsync(dst, src, n, kind, nullptr);  // on the legacy stream
 }
 inline cudaError_t cudaMemcpyPeerAsync(void* dst, int, const void* src, int, std::size_t n, cudaStream_t s = nullptr) {
     return cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s);
@@ -262,13 +280,16 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
     return cudaSuccess;
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-    if (::cuemu::stream_of(s).capture || ::cuemu::capture_forbids_unsafe_calls())
+    if (::cuemu::is_capturing(s) || ::cuemu::capture_forbids_unsafe_calls())
         return ::cuemu::unsafe_call_during_capture(&::cuemu::stream_of(s));
     ::cuemu::flush_stream(::cuemu::stream_of(s));
-    return ::cuemu::take_fault();
+    return ::cuemu::device_fault();
 }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
     if (!s) return ::cuemu::fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot capture
+    // work_lock first, as submit: it reads `capture` under it.
+    const std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
+    if (cudaError_t f = ::cuemu::device_fault(); f != cudaSuccess) return f;
     if (s->capture) return ::cuemu::fail(cudaErrorIllegalState);
     const std::lock_guard<std::mutex> lock(::cuemu::capture_lock());
     s->capture = new ::cuemu::Graph();
@@ -283,6 +304,7 @@ inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
     // Only the thread that began a global or thread-local capture may end it.
     if (s->mode != cudaStreamCaptureModeRelaxed && s->owner != std::this_thread::get_id())
         return ::cuemu::fail(cudaErrorStreamCaptureWrongThread);
+    const std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
     bool invalidated = false;
     {
         const std::lock_guard<std::mutex> lock(::cuemu::capture_lock());
@@ -308,9 +330,15 @@ inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
 // ---------------------------------------------------------------- events
 
 struct cuemu_event {
-    std::chrono::steady_clock::time_point at{};
-    bool recorded = false;                 // the work before the record has run
-    ::cuemu::Stream* stream = nullptr;     // where it was last recorded
+    // What a queued record writes: shared with it, so that the event may be
+    // destroyed before its record has run, as CUDA allows.
+    struct State {
+        std::chrono::steady_clock::time_point at{};
+        bool recorded = false;  // a record of it has run
+        int queued = 0;         // records queued, not yet run
+    };
+    std::shared_ptr<State> state = std::make_shared<State>();
+    ::cuemu::Stream* stream = nullptr;  // where it was last recorded (it may be destroyed since)
 };
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {  // the flags change nothing here
     if (!e) return ::cuemu::fail(cudaErrorInvalidValue);
@@ -320,34 +348,49 @@ inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {  // the 
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
-    if (e->stream) ::cuemu::flush_stream(*e->stream);  // a queued record of it runs first
+    std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
     delete e;
     return cudaSuccess;
 }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
-    e->stream = &::cuemu::stream_of(s);
+    std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
     // On a capturing stream a plain record only orders streams (a graph node
     // takes cudaEventRecordExternal), which in-order execution here gives:
     // nothing is recorded.
     if (s && s->capture) return cudaSuccess;
-    return ::cuemu::submit(s, [e]() {
-        e->at = std::chrono::steady_clock::now();
-        e->recorded = true;
+    e->stream = &::cuemu::stream_of(s);
+    auto st = e->state;
+    ++st->queued;
+    const cudaError_t err = ::cuemu::submit(s, [st]() {
+        st->at = std::chrono::steady_clock::now();
+        st->recorded = true;
+        --st->queued;
     });
+    if (err != cudaSuccess) --st->queued;
+    return err;
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
     if (::cuemu::capture_forbids_unsafe_calls()) return ::cuemu::unsafe_call_during_capture();
-    // An event never recorded is complete, as on a GPU.
-    if (!e->stream) return cudaSuccess;
-    ::cuemu::flush_stream(*e->stream);
-    return ::cuemu::take_fault();
+    std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
+    // An event never recorded is complete, as on a GPU; so is one whose stream
+    // is gone (cudaStreamDestroy ran its work).
+    ::cuemu::Stream* st = e->stream;
+    if (st && st != &::cuemu::legacy_stream()) {
+        const auto live = ::cuemu::live_stream_list();
+        if (std::find(live.begin(), live.end(), st) == live.end()) st = nullptr;
+    }
+    if (st) ::cuemu::flush_stream(*st);
+    return ::cuemu::device_fault();
 }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
     if (!ms) return ::cuemu::fail(cudaErrorInvalidValue);
-    if (!start || !end || !start->recorded || !end->recorded) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
-    *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
+    if (!start || !end) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
+    if (start->state->queued > 0 || end->state->queued > 0) return ::cuemu::fail(cudaErrorNotReady);
+    if (!start->state->recorded || !end->state->recorded) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    *ms = std::chrono::duration<float, std::milli>(end->state->at - start->state->at).count();
     return cudaSuccess;
 }
 

@@ -25,7 +25,7 @@
 // - Streams queue their work, in order, and run it only when CUDA says it
 //   must be done: cudaStreamSynchronize, cudaEventSynchronize (the event's
 //   stream), cudaDeviceSynchronize and cudaFree (every stream), a
-//   device-to-host copy (its stream, before it copies: from pageable memory
+//   copy into host memory (its stream, before it copies: into pageable memory
 //   that is synchronous on a GPU too), and the legacy stream's implicit
 //   synchronization: work for the legacy stream runs after what the
 //   blocking streams (cudaStreamCreate) queued, work for a blocking stream
@@ -35,8 +35,10 @@
 //   the NaN bytes of fresh memory, or stale data, as it may on a GPU, and
 //   fails the test. A host-to-device copy takes its source at the call (the
 //   driver stages pageable memory). A kernel fault shows at the next
-//   synchronization (cudaErrorLaunchFailure, once). CUEMU_STREAMS=immediate
-//   runs all work at the call instead (for debugging).
+//   synchronization (cudaErrorLaunchFailure) and is sticky, as on a GPU,
+//   until cudaDeviceReset. CUEMU_STREAMS=immediate runs all work at the
+//   call instead, with faults reported at the launch and not sticky (the
+//   emulation as it was; for debugging).
 //   Stream capture records every launch, copy and memset (with its arguments
 //   as they were at capture) into a graph that cudaGraphLaunch replays;
 //   cudaMalloc, cudaFree, a synchronization and work for the legacy stream
@@ -45,8 +47,11 @@
 //   capturing thread for a thread-local one (other threads may allocate
 //   meanwhile).
 // - Events (for the benchmarks' timing) hold the host time at which their
-//   stream reached them; work runs at once, so the time between two is
-//   the time the work between them took on the CPU.
+//   stream's work reached them, so the time between two is the time the
+//   work between them took on the CPU. cudaEventSynchronize runs the
+//   event's stream's whole queue, and synchronizing a blocking stream runs
+//   the legacy stream's queue first: where that is more than CUDA would run,
+//   a missing synchronization can go unseen.
 // - One device, "cuemu", sm_90, 132 multiprocessors.
 #pragma once
 
@@ -130,6 +135,7 @@ enum cudaError_t {
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorIllegalState = 401,
+    cudaErrorNotReady = 600,
     cudaErrorLaunchFailure = 719,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
@@ -352,8 +358,8 @@ struct Memory {
     std::size_t in_use = 0;
 
     static Memory& get() {
-        static Memory m;
-        return m;
+        static auto* m = new Memory();  // never destroyed: work may be flushed during static destruction
+        return *m;
     }
     // Whether [p, p + n) lies inside one allocation.
     bool contains(const void* p, std::size_t n) {
@@ -391,17 +397,19 @@ inline Stream& legacy_stream() {
     return *s;
 }
 inline Stream& stream_of(cudaStream_t s) { return s ? *s : legacy_stream(); }
+inline std::recursive_mutex& work_lock();
+inline bool is_capturing(cudaStream_t s);
 
 // Every stream that is capturing, in any mode, and the lock every use of
 // the list and of a listed stream's `invalidated` takes: one thread may
 // begin or end a capture while another makes a call that a capture forbids.
 inline std::vector<Stream*>& capturing() {
-    static std::vector<Stream*> v;
-    return v;
+    static auto* v = new std::vector<Stream*>();  // never destroyed, as the locks below
+    return *v;
 }
 inline std::mutex& capture_lock() {
-    static std::mutex m;
-    return m;
+    static auto* m = new std::mutex();
+    return *m;
 }
 // As CUDA's modes: a global capture forbids unsafe calls on every thread, a
 // thread-local one only on the thread that began it, a relaxed one nowhere.
@@ -432,8 +440,8 @@ inline cudaError_t unsafe_call_during_capture(const Stream* target = nullptr) {
 // threads (cumulus' library stream is). Recursive: running work may queue
 // none, but a flush runs the legacy stream's and the blocking streams' in turn.
 inline std::recursive_mutex& work_lock() {
-    static std::recursive_mutex m;
-    return m;
+    static auto* m = new std::recursive_mutex();  // never destroyed: work may be flushed during static destruction
+    return *m;
 }
 inline bool immediate_streams() {
     static const bool v = [] {
@@ -442,16 +450,17 @@ inline bool immediate_streams() {
     }();
     return v;
 }
-// A kernel that failed while its stream's work ran: reported once, by the
-// synchronization that ran it (or the next one).
-inline cudaError_t& pending_fault() {
+// A kernel that failed while its stream's work ran. As on a GPU the fault
+// is sticky: every synchronization, allocation, launch and
+// cudaGetLastError from then on returns it, until cudaDeviceReset (which
+// here only clears it and drops the queued work).
+inline cudaError_t& sticky_fault() {
     static cudaError_t e = cudaSuccess;
     return e;
 }
-inline cudaError_t take_fault() {
+inline cudaError_t device_fault() {
     std::lock_guard<std::recursive_mutex> lock(work_lock());
-    const cudaError_t e = pending_fault();
-    pending_fault() = cudaSuccess;
+    const cudaError_t e = sticky_fault();
     return e == cudaSuccess ? e : fail(e);
 }
 // Every stream not yet destroyed. A stream a program never destroys (as
@@ -504,6 +513,11 @@ inline void flush_stream(Stream& st) {
     flush(st);
 }
 
+inline bool is_capturing(cudaStream_t s) {
+    std::lock_guard<std::recursive_mutex> lock(work_lock());
+    return stream_of(s).capture != nullptr;
+}
+
 // Host-side bookkeeping in a stream's order (tests/emu's own, as the
 // caching allocator's AddressSanitizer marks): queued behind the stream's
 // work, but never recorded into a capture, never a legacy-stream
@@ -523,6 +537,7 @@ inline cudaError_t submit(cudaStream_t s, Op op) {
     if (!s && capture_forbids_unsafe_calls()) return unsafe_call_during_capture();
     Stream& st = stream_of(s);
     std::lock_guard<std::recursive_mutex> lock(work_lock());
+    if (sticky_fault() != cudaSuccess) return fail(sticky_fault());
     if (st.capture) {
         st.capture->ops.push_back(std::move(op));
     } else if (immediate_streams()) {
@@ -797,11 +812,12 @@ inline void run_grid(const char* name, KernelInfo& info, const LaunchConfig& c, 
         // As a faulting kernel on a GPU: the next synchronization reports cudaErrorLaunchFailure.
         ts = saved;
         std::fprintf(stderr, "cuemu: kernel %s failed: %s\n", name, e.what());
-        {
+        if (immediate_streams()) {
+            fail(cudaErrorLaunchFailure);  // at the launch, and not sticky: as before queued streams
+        } else {
             std::lock_guard<std::recursive_mutex> lock(work_lock());
-            pending_fault() = cudaErrorLaunchFailure;
+            sticky_fault() = cudaErrorLaunchFailure;
         }
-        if (immediate_streams()) fail(cudaErrorLaunchFailure);
         return;
     }
     ts = saved;
