@@ -159,7 +159,8 @@ struct CudnnConv {
 };
 
 // Asks cuDNN for its algorithms for one pass (find(&found, perf) fills up to
-// 8), takes the fastest that runs in plain FP32 (no tensor cores), and times
+// 8), takes the fastest that runs in plain FP32 (no tensor cores: reported
+// in CUDNN_FMA_MATH, as the descriptor asks, or CUDNN_DEFAULT_MATH), and times
 // run(algo, workspace, bytes) with it. False (the benchmark marked failed)
 // when there is none.
 template <typename Perf, typename Find, typename Run>
@@ -169,7 +170,9 @@ bool time_fastest_fp32(benchmark::State& state, std::string& algo, Find&& find, 
     CUDNN_CHECK(find(&found, perf));
     int best = -1;
     for (int i = 0; i < found && best < 0; ++i)  // cuDNN lists them fastest first
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) best = i;
+        if (perf[i].status == CUDNN_STATUS_SUCCESS &&
+            (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
+            best = i;
     if (best < 0) {
         state.SkipWithError("cuDNN found no FP32 algorithm for this pass");
         return false;

@@ -120,9 +120,23 @@ std::vector<Case> cases(Philox& rng) {
         if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
     } while (0)
 
+// The first of cuDNN's perf results (best first) that ran and uses no
+// tensor cores: the descriptor asks for CUDNN_FMA_MATH, and a result in
+// CUDNN_DEFAULT_MATH is taken too, since FP32 data under FMA math cannot use
+// TF32 (were it to, the 1e-5 checks against the CPU below would fail); -1 if none.
+template <typename Perf>
+int first_fp32(const Perf* perf, int n) {
+    for (int i = 0; i < n; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS &&
+            (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
+            return i;
+    return -1;
+}
+
 // cuDNN's forward, backward-data and backward-filter for the same case (FP32,
 // NHWC, symmetric padding only); its filter layout is OHWI, so the HWIO
-// kernel is transposed on the host. Returns false when cuDNN cannot express the case.
+// kernel is transposed on the host. Returns false when cuDNN cannot express the
+// case or offers no FP32 algorithm for one of the passes.
 bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                      const std::vector<float>& dy, std::vector<float>& y, std::vector<float>& dx,
                      std::vector<float>& dw) {
@@ -161,20 +175,38 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
     auto dxo = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
     auto dwo = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
     const float one = 1.0f, zero = 0.0f;
-    std::size_t ws_bytes = 0, b = 0;
-    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &b));
-    ws_bytes = std::max(ws_bytes, b);
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &b));
-    ws_bytes = std::max(ws_bytes, b);
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &b));
-    ws_bytes = std::max(ws_bytes, b);
-    cuda::Scratch<unsigned char> ws(ws_bytes);
-    CUDNN_CHECK(cudnnConvolutionForward(handle, &one, xd, dx_.data(), wd, dw_.data(), cd,
-                                        CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, ws.get(), ws_bytes, &zero, yd, dyo.data()));
-    CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, wd, dw_.data(), yd, ddy.data(), cd,
-                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws.get(), ws_bytes, &zero, xd, dxo.data()));
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd,
-                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws.get(), ws_bytes, &zero, wd, dwo.data()));
+    // The algorithms: the first that cuDNN's heuristics offer in FP32 FMA
+    // math (a fixed algorithm may not support NHWC, or a case).
+    cudnnConvolutionFwdAlgoPerf_t fwd[16];
+    cudnnConvolutionBwdDataAlgoPerf_t bwd_data[16];
+    cudnnConvolutionBwdFilterAlgoPerf_t bwd_filter[16];
+    int n_fwd = 0, n_data = 0, n_filter = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, xd, wd, cd, yd, 16, &n_fwd, fwd));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, wd, yd, cd, xd, 16, &n_data, bwd_data));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, xd, yd, cd, wd, 16, &n_filter, bwd_filter));
+    const int f = first_fp32(fwd, n_fwd), d = first_fp32(bwd_data, n_data), g = first_fp32(bwd_filter, n_filter);
+    const bool usable = f >= 0 && d >= 0 && g >= 0;
+    if (usable) {
+        std::size_t ws_bytes = 0, b = 0;
+        CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, xd, wd, cd, yd, fwd[f].algo, &b));
+        ws_bytes = std::max(ws_bytes, b);
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, wd, yd, cd, xd, bwd_data[d].algo, &b));
+        ws_bytes = std::max(ws_bytes, b);
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, xd, yd, cd, wd, bwd_filter[g].algo, &b));
+        ws_bytes = std::max(ws_bytes, b);
+        cuda::Scratch<unsigned char> ws(ws_bytes);
+        CUDNN_CHECK(cudnnConvolutionForward(handle, &one, xd, dx_.data(), wd, dw_.data(), cd, fwd[f].algo, ws.get(),
+                                            ws_bytes, &zero, yd, dyo.data()));
+        CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, wd, dw_.data(), yd, ddy.data(), cd, bwd_data[d].algo,
+                                                 ws.get(), ws_bytes, &zero, xd, dxo.data()));
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd,
+                                                   bwd_filter[g].algo, ws.get(), ws_bytes, &zero, wd, dwo.data()));
+    }
+    cudnnDestroyConvolutionDescriptor(cd);
+    cudnnDestroyFilterDescriptor(wd);
+    cudnnDestroyTensorDescriptor(yd);
+    cudnnDestroyTensorDescriptor(xd);
+    if (!usable) return false;
     y = dyo.to_vector();
     dx = dxo.to_vector();
     const auto dw_ohwi = dwo.to_vector();
@@ -184,10 +216,6 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
             for (std::int64_t c = 0; c < s.c; ++c)
                 for (std::int64_t o = 0; o < s.oc; ++o)
                     dw[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)] = dw_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)];
-    cudnnDestroyConvolutionDescriptor(cd);
-    cudnnDestroyFilterDescriptor(wd);
-    cudnnDestroyTensorDescriptor(yd);
-    cudnnDestroyTensorDescriptor(xd);
     return true;
 }
 #endif
@@ -308,6 +336,11 @@ void test_conv(Philox& rng) {
 #endif
     }
     std::printf("conv: %d cases compared with cuDNN too\n", cudnn_cases);
+#if CUMULUS_HAVE_CUDNN
+    // Most random cases have symmetric padding: none compared means the
+    // reference never ran, which must not pass unseen.
+    expect(cudnn_cases > 0, "conv: no case was compared with cuDNN (no FP32 algorithm offered?)");
+#endif
 }
 
 void test_pool(Philox& rng) {
