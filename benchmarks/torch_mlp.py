@@ -37,6 +37,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # FP32, as cumulus (PyTorch's default too)
     images, labels = find_mnist(args.data_dir)
     if images:
         x = read_idx(images).reshape(-1, 784)
