@@ -232,8 +232,7 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t n, cu
         e = ::cuemu::submit(s, [dst, src, n]() { std::memmove(dst, src, n); });
     }
     if (e == cudaSuccess && to_host && !capturing) {
-        ::cuemu::flush_stream(::cuemu::stream_of(s));
-        e = ::cuemu::device_fault();
+        e = ::cuemu::synchronize(::cuemu::stream_of(s));
     }
     return e;
 }
@@ -282,8 +281,7 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     if (::cuemu::is_capturing(s) || ::cuemu::capture_forbids_unsafe_calls())
         return ::cuemu::unsafe_call_during_capture(&::cuemu::stream_of(s));
-    ::cuemu::flush_stream(::cuemu::stream_of(s));
-    return ::cuemu::device_fault();
+    return ::cuemu::synchronize(::cuemu::stream_of(s));
 }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
     if (!s) return ::cuemu::fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot capture
@@ -381,8 +379,7 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
         const auto live = ::cuemu::live_stream_list();
         if (std::find(live.begin(), live.end(), st) == live.end()) st = nullptr;
     }
-    if (st) ::cuemu::flush_stream(*st);
-    return ::cuemu::device_fault();
+    return st ? ::cuemu::synchronize(*st) : ::cuemu::device_fault();
 }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
     if (!ms) return ::cuemu::fail(cudaErrorInvalidValue);

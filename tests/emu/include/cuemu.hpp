@@ -513,6 +513,13 @@ inline void flush_stream(Stream& st) {
     flush(st);
 }
 
+// A host wait for st (cudaStreamSynchronize, cudaEventSynchronize, a copy
+// into host memory): its work runs, then the sticky fault, if any, is returned.
+inline cudaError_t synchronize(Stream& st) {
+    flush_stream(st);
+    return device_fault();
+}
+
 inline bool is_capturing(cudaStream_t s) {
     std::lock_guard<std::recursive_mutex> lock(work_lock());
     return stream_of(s).capture != nullptr;
