@@ -5,7 +5,9 @@ benchmarks/mlp_epoch_bench is compared with (tools/bench-mlp runs both).
 Same model (784-512-512-10, ReLU, dropout 0.2), RMSprop (lr 0.001, rho 0.9,
 eps 1e-7, as Keras), batch 128, 60000 MNIST training images scaled by 1/255.
 The data is preloaded on the device, as cumulus does, so only training is
-timed. Prints one JSON line per epoch."""
+timed. Prints one JSON line per epoch; the first epoch includes the
+device's start-up (CUDA context, cuBLAS set-up), so tools/gpu-summary
+leaves it out."""
 import argparse
 import json
 import os
