@@ -61,6 +61,9 @@ check(len(splits) >= 2 * len(shapes), f"split-K cases run: {sorted(splits)}")
 for b in benchmarks:
     check(not b.get("error_occurred"), f"{b['name']}: {b.get('error_message')}")
     check(b.get("real_time", 0) > 0, f"{b['name']}: no time")
+    # time_device's launches queue behind its busy wait; here the queue runs
+    # only at the synchronization, so the wait never runs out.
+    check(b.get("host_bound") == 0, f"{b['name']}: host_bound {b.get('host_bound')} (0 expected)")
 for s, label in zip(shapes, labels):
     tiles = [b.get("label", "") for b in benchmarks if b["name"].startswith(f"BM_gemm_tile/{s}/")]
     check(sum(t.endswith(" auto") for t in tiles) == 1, f"{label}: one automatic tile among {tiles}")

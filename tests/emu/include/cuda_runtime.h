@@ -381,6 +381,14 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     }
     return st ? ::cuemu::synchronize(*st) : ::cuemu::device_fault();
 }
+// cudaErrorNotReady while a record of the event is queued (not kept as
+// the last error: it is not one); an event never recorded is complete.
+inline cudaError_t cudaEventQuery(cudaEvent_t e) {
+    if (!e) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
+    std::lock_guard<std::recursive_mutex> work(::cuemu::work_lock());
+    if (const cudaError_t f = ::cuemu::device_fault(); f != cudaSuccess) return f;
+    return e->state->queued > 0 ? cudaErrorNotReady : cudaSuccess;
+}
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
     if (!ms) return ::cuemu::fail(cudaErrorInvalidValue);
     if (!start || !end) return ::cuemu::fail(cudaErrorInvalidResourceHandle);
