@@ -237,16 +237,24 @@ void BM_gemm_cublas(benchmark::State& state) {
     // (no TF32 unless asked for; tools/gpu-check also sets
     // NVIDIA_TF32_OVERRIDE=0), and is cuBLAS's fastest such mode. Pedantic
     // math, which the tests use, may be slower: it would flatter the ratio.
-    cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
-    cublasSetStream(h, cuda::current_stream());
+    // A failed call must not be timed as a fast one: each status is checked.
+    struct Handle {
+        cublasHandle_t h;
+        ~Handle() { cublasDestroy(h); }
+    } guard{h};
+    auto check = [](cublasStatus_t st, const char* what) {
+        if (st != CUBLAS_STATUS_SUCCESS) CUMULUS_FAIL(what, " failed: cuBLAS status ", int(st));
+    };
+    check(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    check(cublasSetStream(h, cuda::current_stream()), "cublasSetStream");
     const float one = 1.0f, zero = 0.0f;
     time_device(state, [&] {
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
-        cublasSgemm(h, o.tb == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N,
-                    o.ta == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, int(o.N), int(o.M), int(o.K), &one,
-                    o.B.data(), int(o.ldb()), o.A.data(), int(o.lda()), &zero, o.C.data(), int(o.N));
+        check(cublasSgemm(h, o.tb == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N,
+                          o.ta == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, int(o.N), int(o.M), int(o.K), &one,
+                          o.B.data(), int(o.ldb()), o.A.data(), int(o.lda()), &zero, o.C.data(), int(o.N)),
+              "cublasSgemm");
     });
-    cublasDestroy(h);
     o.counters(state);
 }
 CUDA_BENCHMARK(BM_gemm_cublas)->Apply(gemm_args);

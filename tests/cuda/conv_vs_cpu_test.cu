@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -120,16 +121,28 @@ std::vector<Case> cases(Philox& rng) {
         if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
     } while (0)
 
-// The first of cuDNN's perf results (best first) that ran and uses no
-// tensor cores: the descriptor asks for CUDNN_FMA_MATH, and a result in
-// CUDNN_DEFAULT_MATH is taken too, since FP32 data under FMA math cannot use
-// TF32 (were it to, the 1e-5 checks against the CPU below would fail); -1 if none.
-template <typename Perf>
-int first_fp32(const Perf* perf, int n) {
-    for (int i = 0; i < n; ++i)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS &&
-            (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
-            return i;
+// Runs one pass with the first of cuDNN's perf results (best first) that
+// is supported, uses no tensor cores and succeeds: run(algo, workspace,
+// bytes) returns cuDNN's status, bytes(algo, &n) the workspace it needs.
+// The heuristics only predict support, so a candidate that fails is passed
+// over rather than ending the test. The descriptor asks for CUDNN_FMA_MATH,
+// and a result in CUDNN_DEFAULT_MATH is taken too, since FP32 data under FMA
+// math cannot use TF32 (were it to, the 1e-5 checks against the CPU would
+// fail). The FFT and Winograd algorithms (`transformed`) are passed over
+// too: their rounding, not ours, could reach the tolerance, and a
+// reference should be exact. Returns the algorithm used, or -1 if none ran.
+template <typename Perf, typename Bytes, typename Run>
+int run_first_fp32(const Perf* perf, int n, std::initializer_list<int> transformed, Bytes&& bytes, Run&& run) {
+    for (int i = 0; i < n; ++i) {
+        if (std::find(transformed.begin(), transformed.end(), int(perf[i].algo)) != transformed.end()) continue;
+        if (perf[i].status != CUDNN_STATUS_SUCCESS ||
+            (perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
+            continue;
+        std::size_t ws_bytes = 0;
+        if (bytes(perf[i].algo, &ws_bytes) != CUDNN_STATUS_SUCCESS) continue;
+        cuda::Scratch<unsigned char> ws(ws_bytes);
+        if (run(perf[i].algo, ws.get(), ws_bytes) == CUDNN_STATUS_SUCCESS) return int(perf[i].algo);
+    }
     return -1;
 }
 
@@ -139,7 +152,7 @@ int first_fp32(const Perf* perf, int n) {
 // case or offers no FP32 algorithm for one of the passes.
 bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                      const std::vector<float>& dy, std::vector<float>& y, std::vector<float>& dx,
-                     std::vector<float>& dw) {
+                     std::vector<float>& dw, std::string& algos) {
     const std::int64_t pb_h = s.pt, pa_h = (s.oh - 1) * s.sh + s.kh - s.h - s.pt;
     const std::int64_t pb_w = s.pl, pa_w = (s.ow - 1) * s.sw + s.kw - s.w - s.pl;
     if (pb_h != pa_h || pb_w != pa_w || s.n == 0) return false;
@@ -175,8 +188,8 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
     auto dxo = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
     auto dwo = Tensor<float>::empty(Shape{s.kernel_size()}, Device::cuda(0));
     const float one = 1.0f, zero = 0.0f;
-    // The algorithms: the first that cuDNN's heuristics offer in FP32 FMA
-    // math (a fixed algorithm may not support NHWC, or a case).
+    // The algorithms: cuDNN's heuristics' candidates, in their order (a
+    // fixed algorithm may not support NHWC, or a case).
     cudnnConvolutionFwdAlgoPerf_t fwd[16];
     cudnnConvolutionBwdDataAlgoPerf_t bwd_data[16];
     cudnnConvolutionBwdFilterAlgoPerf_t bwd_filter[16];
@@ -184,29 +197,43 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, xd, wd, cd, yd, 16, &n_fwd, fwd));
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, wd, yd, cd, xd, 16, &n_data, bwd_data));
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, xd, yd, cd, wd, 16, &n_filter, bwd_filter));
-    const int f = first_fp32(fwd, n_fwd), d = first_fp32(bwd_data, n_data), g = first_fp32(bwd_filter, n_filter);
-    const bool usable = f >= 0 && d >= 0 && g >= 0;
-    if (usable) {
-        std::size_t ws_bytes = 0, b = 0;
-        CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, xd, wd, cd, yd, fwd[f].algo, &b));
-        ws_bytes = std::max(ws_bytes, b);
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, wd, yd, cd, xd, bwd_data[d].algo, &b));
-        ws_bytes = std::max(ws_bytes, b);
-        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, xd, yd, cd, wd, bwd_filter[g].algo, &b));
-        ws_bytes = std::max(ws_bytes, b);
-        cuda::Scratch<unsigned char> ws(ws_bytes);
-        CUDNN_CHECK(cudnnConvolutionForward(handle, &one, xd, dx_.data(), wd, dw_.data(), cd, fwd[f].algo, ws.get(),
-                                            ws_bytes, &zero, yd, dyo.data()));
-        CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, wd, dw_.data(), yd, ddy.data(), cd, bwd_data[d].algo,
-                                                 ws.get(), ws_bytes, &zero, xd, dxo.data()));
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd,
-                                                   bwd_filter[g].algo, ws.get(), ws_bytes, &zero, wd, dwo.data()));
-    }
+    const int f = run_first_fp32(
+        fwd, n_fwd,
+        {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING, CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
+         CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED},
+        [&](auto algo, std::size_t* n) { return cudnnGetConvolutionForwardWorkspaceSize(handle, xd, wd, cd, yd, algo, n); },
+        [&](auto algo, void* ws, std::size_t n) {
+            return cudnnConvolutionForward(handle, &one, xd, dx_.data(), wd, dw_.data(), cd, algo, ws, n, &zero, yd,
+                                           dyo.data());
+        });
+    const int d = run_first_fp32(
+        bwd_data, n_data,
+        {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
+         CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD, CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED},
+        [&](auto algo, std::size_t* n) {
+            return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, wd, yd, cd, xd, algo, n);
+        },
+        [&](auto algo, void* ws, std::size_t n) {
+            return cudnnConvolutionBackwardData(handle, &one, wd, dw_.data(), yd, ddy.data(), cd, algo, ws, n, &zero,
+                                                xd, dxo.data());
+        });
+    const int g = run_first_fp32(
+        bwd_filter, n_filter,
+        {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING,
+         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED},
+        [&](auto algo, std::size_t* n) {
+            return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, xd, yd, cd, wd, algo, n);
+        },
+        [&](auto algo, void* ws, std::size_t n) {
+            return cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd, algo, ws, n,
+                                                  &zero, wd, dwo.data());
+        });
     cudnnDestroyConvolutionDescriptor(cd);
     cudnnDestroyFilterDescriptor(wd);
     cudnnDestroyTensorDescriptor(yd);
     cudnnDestroyTensorDescriptor(xd);
-    if (!usable) return false;
+    if (f < 0 || d < 0 || g < 0) return false;
+    algos = "cuDNN algorithms " + std::to_string(f) + "/" + std::to_string(d) + "/" + std::to_string(g);
     y = dyo.to_vector();
     dx = dxo.to_vector();
     const auto dw_ohwi = dwo.to_vector();
@@ -323,15 +350,17 @@ void test_conv(Philox& rng) {
             for (auto tile : {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small}) passes(tile);
 #if CUMULUS_HAVE_CUDNN
         std::vector<float> ry, rdx, rdw;
-        if (cudnn_reference(s, x, w, dy, ry, rdx, rdw)) {
+        std::string algos;
+        if (cudnn_reference(s, x, w, dy, ry, rdx, rdw, algos)) {
             ++cudnn_cases;
+            const std::string with = what + " (" + algos + ")";
             cpu::conv2d_forward_ref(s, x.data(), w.data(), static_cast<const float*>(nullptr), want.data(), false);
-            check_close(ry, want, 1e-5, "cuDNN forward vs the CPU reference " + what);
-            check_close(rdx, want_dx, 1e-5, "cuDNN backward data vs the CPU reference " + what);
-            check_close(rdw, want_dw, 1e-5, "cuDNN backward filter vs the CPU reference " + what);
+            check_close(ry, want, 1e-5, "cuDNN forward vs the CPU reference " + with);
+            check_close(rdx, want_dx, 1e-5, "cuDNN backward data vs the CPU reference " + with);
+            check_close(rdw, want_dw, 1e-5, "cuDNN backward filter vs the CPU reference " + with);
             cuda_test::poison(gy);
             ops::conv2d_forward(s, gx, gw, gy);
-            check_close(gy.to_vector(), ry, 1e-5, "conv2d_forward vs cuDNN " + what);
+            check_close(gy.to_vector(), ry, 1e-5, "conv2d_forward vs cuDNN " + with);
         }
 #endif
     }

@@ -130,7 +130,7 @@ void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Tran
     // cuBLAS (column-major) computes C^T = op(B)^T op(A)^T; only the plain product compares.
     if (epi == Epilogue::None && K > 0) {
         auto dR = cuda_test::to_device(Shape{std::int64_t(C0.size())}, C0);
-        cublasSetStream(blas, cuda::current_stream());
+        expect(cublasSetStream(blas, cuda::current_stream()) == CUBLAS_STATUS_SUCCESS, what + ": cublasSetStream");
         const cublasStatus_t st = cublasSgemm(
             blas, tb == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, ta == Transpose::Yes ? CUBLAS_OP_T : CUBLAS_OP_N,
             int(N), int(M), int(K), &alpha, dB.data() + offset, int(ldb), dA.data() + offset, int(lda), &beta,
@@ -151,7 +151,8 @@ void check_gemm(Philox& rng, cublasHandle_t blas, GemmCase g, Transpose ta, Tran
 void test_gemm(Philox& rng) {
     cublasHandle_t blas = nullptr;
     expect(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
-    cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH);  // FP32, no tensor cores
+    // FP32, no tensor cores
+    expect(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH) == CUBLAS_STATUS_SUCCESS, "cublasSetMathMode");
     const cuda::GemmTile tiles[] = {cuda::GemmTile::Large, cuda::GemmTile::Medium, cuda::GemmTile::Small,
                                     cuda::GemmTile::Auto};
     const Transpose ts[] = {Transpose::No, Transpose::Yes};
@@ -288,7 +289,7 @@ void test_gemm_split(Philox& rng) {
 
     cublasHandle_t blas = nullptr;
     expect(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
-    cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH);
+    expect(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH) == CUBLAS_STATUS_SUCCESS, "cublasSetMathMode");
     const Transpose ts[] = {Transpose::No, Transpose::Yes};
     const GemmCase cases[] = {{1, 1, 97}, {5, 1, 1000}, {13, 17, 19}, {37, 41, 300}, {65, 63, 129}, {128, 10, 512}};
     int n = 0;
