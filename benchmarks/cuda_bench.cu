@@ -9,7 +9,8 @@
 // shape: the time does not depend on the pixel values).
 //
 // Device work is timed with CUDA events around `kReps` launches after a
-// warm-up (manual time per launch). Counters: TFLOP/s for GEMM, GB/s for the
+// warm-up, queued behind a busy wait so that the host's issue rate is not
+// what is timed (manual time per launch; cuda_bench_util.hpp). Counters: TFLOP/s for GEMM, GB/s for the
 // memory-bound kernels. tools/gpu-check turns the JSON output into a table.
 #include <benchmark/benchmark.h>
 #include <cublas_v2.h>

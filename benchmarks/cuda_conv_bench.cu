@@ -10,7 +10,9 @@
 //
 // Counted work: a convolution pass is 2 * N*OH*OW * KH*KW*C * O FLOP (0.13,
 // 2.0 and 7.4 GFLOP for the three shapes); the counter reports TFLOP/s.
-// Timed with CUDA events around kReps launches after a warm-up.
+// Timed with CUDA events around kReps launches after a warm-up, queued
+// behind a busy wait so that the host's issue rate is not what is timed
+// (cuda_bench_util.hpp).
 #include <benchmark/benchmark.h>
 #include <cudnn.h>
 
