@@ -10,8 +10,8 @@
 //
 // Device work is timed with CUDA events around `kReps` launches after a
 // warm-up, queued behind a busy wait so that the host's issue rate is not
-// what is timed (manual time per launch; cuda_bench_util.hpp). Counters: TFLOP/s for GEMM, GB/s for the
-// memory-bound kernels. tools/gpu-check turns the JSON output into a table.
+// what is timed (manual time per launch; cuda_bench_util.hpp). Counters:
+// TFLOP/s for GEMM, GB/s for the memory-bound kernels. tools/gpu-check turns the JSON output into a table.
 #include <benchmark/benchmark.h>
 #include <cublas_v2.h>
 
