@@ -14,7 +14,6 @@
 // behind a busy wait so that the host's issue rate is not what is timed
 // (cuda_bench_util.hpp).
 #include <benchmark/benchmark.h>
-#include <cudnn.h>
 
 #include <string>
 #include <vector>
@@ -32,6 +31,7 @@
 #include <cumulus/optim/adam.hpp>
 #include <cumulus/train/fit.hpp>
 
+#include "../tests/cuda/cudnn_util.hpp"  // CUDNN_CHECK, owners, the descriptors
 #include "cuda_bench_util.hpp"
 
 using namespace cumulus;
@@ -41,12 +41,6 @@ namespace {
 using cuda_bench::have_device;
 using cuda_bench::random_device;
 using cuda_bench::time_device;
-
-#define CUDNN_CHECK(expr)                                                                                   \
-    do {                                                                                                    \
-        const cudnnStatus_t st_ = (expr);                                                                   \
-        if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
-    } while (0)
 
 // args: shape index, pass (0 forward, 1 backward data, 2 backward filter)
 cpu::ConvShape conv_case(std::int64_t i) {
@@ -131,32 +125,14 @@ void conv_tile_args(benchmark::internal::Benchmark* b) {
 }
 CUDA_BENCHMARK(BM_conv_tile)->Apply(conv_tile_args);
 
+// A handle on the library stream and the descriptors of one case (the
+// three shapes have symmetric 'same' padding: odd kernels, stride 1).
 struct CudnnConv {
-    cudnnHandle_t h{};
-    cudnnTensorDescriptor_t xd{}, yd{};
-    cudnnFilterDescriptor_t wd{};
-    cudnnConvolutionDescriptor_t cd{};
-    explicit CudnnConv(const cpu::ConvShape& s) {
-        CUDNN_CHECK(cudnnCreate(&h));
+    cudnn_util::Handle h;
+    cudnn_util::ConvDescriptors d;
+    explicit CudnnConv(const cpu::ConvShape& s) : d(s) {
+        CUDNN_CHECK(cudnnCreate(h.out()));
         CUDNN_CHECK(cudnnSetStream(h, cuda::current_stream()));
-        CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
-        CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
-        CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
-        CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
-        CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h), int(s.w)));
-        CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.oc), int(s.oh), int(s.ow)));
-        CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
-        // The three shapes have symmetric 'same' padding (odd kernels, stride 1).
-        CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, int(s.pt), int(s.pl), int(s.sh), int(s.sw), 1, 1,
-                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH));
-    }
-    ~CudnnConv() {
-        cudnnDestroyConvolutionDescriptor(cd);
-        cudnnDestroyFilterDescriptor(wd);
-        cudnnDestroyTensorDescriptor(yd);
-        cudnnDestroyTensorDescriptor(xd);
-        cudnnDestroy(h);
     }
 };
 
@@ -201,31 +177,31 @@ void BM_conv_cudnn(benchmark::State& state) {
         ok = time_fastest_fp32<cudnnConvolutionFwdAlgoPerf_t>(
             state, algo,
             [&](int* found, auto* perf) {
-                return cudnnFindConvolutionForwardAlgorithm(c.h, c.xd, c.wd, c.cd, c.yd, 8, found, perf);
+                return cudnnFindConvolutionForwardAlgorithm(c.h, c.d.x, c.d.w, c.d.conv, c.d.y, 8, found, perf);
             },
             [&](auto a, void* ws, std::size_t bytes) {
-                return cudnnConvolutionForward(c.h, &one, c.xd, x.data(), c.wd, w.data(), c.cd, a, ws, bytes, &zero,
-                                               c.yd, y.data());
+                return cudnnConvolutionForward(c.h, &one, c.d.x, x.data(), c.d.w, w.data(), c.d.conv, a, ws, bytes, &zero,
+                                               c.d.y, y.data());
             });
     else if (pass == 1)
         ok = time_fastest_fp32<cudnnConvolutionBwdDataAlgoPerf_t>(
             state, algo,
             [&](int* found, auto* perf) {
-                return cudnnFindConvolutionBackwardDataAlgorithm(c.h, c.wd, c.yd, c.cd, c.xd, 8, found, perf);
+                return cudnnFindConvolutionBackwardDataAlgorithm(c.h, c.d.w, c.d.y, c.d.conv, c.d.x, 8, found, perf);
             },
             [&](auto a, void* ws, std::size_t bytes) {
-                return cudnnConvolutionBackwardData(c.h, &one, c.wd, w.data(), c.yd, dy.data(), c.cd, a, ws, bytes,
-                                                    &zero, c.xd, dx.data());
+                return cudnnConvolutionBackwardData(c.h, &one, c.d.w, w.data(), c.d.y, dy.data(), c.d.conv, a, ws, bytes,
+                                                    &zero, c.d.x, dx.data());
             });
     else
         ok = time_fastest_fp32<cudnnConvolutionBwdFilterAlgoPerf_t>(
             state, algo,
             [&](int* found, auto* perf) {
-                return cudnnFindConvolutionBackwardFilterAlgorithm(c.h, c.xd, c.yd, c.cd, c.wd, 8, found, perf);
+                return cudnnFindConvolutionBackwardFilterAlgorithm(c.h, c.d.x, c.d.y, c.d.conv, c.d.w, 8, found, perf);
             },
             [&](auto a, void* ws, std::size_t bytes) {
-                return cudnnConvolutionBackwardFilter(c.h, &one, c.xd, x.data(), c.yd, dy.data(), c.cd, a, ws, bytes,
-                                                      &zero, c.wd, dw.data());
+                return cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, x.data(), c.d.y, dy.data(), c.d.conv, a, ws, bytes,
+                                                      &zero, c.d.w, dw.data());
             });
     if (!ok) return;
     state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
@@ -275,14 +251,14 @@ void BM_pool_cudnn(benchmark::State& state) {
     auto x = random_device(s.in_size(), 4), dy = random_device(s.out_size(), 5);
     auto y = Tensor<float>::empty(Shape{s.out_size()}, Device::cuda(0));
     auto dx = Tensor<float>::empty(Shape{s.in_size()}, Device::cuda(0));
-    cudnnHandle_t h;
-    CUDNN_CHECK(cudnnCreate(&h));
+    cudnn_util::Handle h;
+    CUDNN_CHECK(cudnnCreate(h.out()));
     CUDNN_CHECK(cudnnSetStream(h, cuda::current_stream()));
-    cudnnTensorDescriptor_t xd, yd;
-    cudnnPoolingDescriptor_t pd;
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
-    CUDNN_CHECK(cudnnCreatePoolingDescriptor(&pd));
+    cudnn_util::TensorDesc xd, yd;
+    cudnn_util::PoolDesc pd;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(xd.out()));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(yd.out()));
+    CUDNN_CHECK(cudnnCreatePoolingDescriptor(pd.out()));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h), int(s.w)));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.oh), int(s.ow)));
     CUDNN_CHECK(cudnnSetPooling2dDescriptor(pd, CUDNN_POOLING_MAX, CUDNN_NOT_PROPAGATE_NAN, 2, 2, 0, 0, 2, 2));
@@ -293,10 +269,6 @@ void BM_pool_cudnn(benchmark::State& state) {
         else
             CUDNN_CHECK(cudnnPoolingBackward(h, pd, &one, yd, y.data(), yd, dy.data(), xd, x.data(), &zero, xd, dx.data()));
     });
-    cudnnDestroyPoolingDescriptor(pd);
-    cudnnDestroyTensorDescriptor(yd);
-    cudnnDestroyTensorDescriptor(xd);
-    cudnnDestroy(h);
     state.SetLabel(pool_label(s, pass));
 }
 CUDA_BENCHMARK(BM_pool_cudnn)->Apply(pool_args);

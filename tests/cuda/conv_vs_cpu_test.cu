@@ -20,7 +20,7 @@
 #include <vector>
 
 #if CUMULUS_HAVE_CUDNN
-#include <cudnn.h>
+#include "cudnn_util.hpp"
 #endif
 
 #include <cumulus/cpu/conv.hpp>
@@ -115,12 +115,6 @@ std::vector<Case> cases(Philox& rng) {
 }
 
 #if CUMULUS_HAVE_CUDNN
-#define CUDNN_CHECK(expr)                                                                                  \
-    do {                                                                                                   \
-        const cudnnStatus_t st_ = (expr);                                                                  \
-        if (st_ != CUDNN_STATUS_SUCCESS) CUMULUS_FAIL(#expr, ": ", cudnnGetErrorString(st_), " at line ", __LINE__); \
-    } while (0)
-
 // Runs one pass with the first of cuDNN's perf results (best first) that
 // is supported, uses no tensor cores and succeeds: run(algo, workspace,
 // bytes) returns cuDNN's status, bytes(algo, &n) the workspace it needs.
@@ -147,34 +141,26 @@ int run_first_fp32(const Perf* perf, int n, std::initializer_list<int> transform
 }
 
 // cuDNN's forward, backward-data and backward-filter for the same case (FP32,
-// NHWC, symmetric padding only); its filter layout is OHWI, so the HWIO
-// kernel is transposed on the host. Returns false when cuDNN cannot express the
-// case or offers no FP32 algorithm for one of the passes.
+// NHWC, wherever cuDNN's padding computes the same: cudnn_util::expressible);
+// its filter layout is OHWI, so the HWIO kernel is transposed on the host.
+// Returns false when cuDNN cannot express the case or offers no FP32
+// algorithm for one of the passes.
 bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                      const std::vector<float>& dy, std::vector<float>& y, std::vector<float>& dx,
                      std::vector<float>& dw, std::string& algos) {
-    const std::int64_t pb_h = s.pt, pa_h = (s.oh - 1) * s.sh + s.kh - s.h - s.pt;
-    const std::int64_t pb_w = s.pl, pa_w = (s.ow - 1) * s.sw + s.kw - s.w - s.pl;
-    if (pb_h != pa_h || pb_w != pa_w || s.n == 0) return false;
-    static cudnnHandle_t handle = [] {
+    if (!cudnn_util::expressible(s)) return false;
+    // One handle for the whole test, never destroyed: at static destruction
+    // the CUDA runtime may be gone already.
+    static const cudnnHandle_t handle = [] {
         cudnnHandle_t h;
         CUDNN_CHECK(cudnnCreate(&h));
         return h;
     }();
     CUDNN_CHECK(cudnnSetStream(handle, cuda::current_stream()));
-    cudnnTensorDescriptor_t xd, yd;
-    cudnnFilterDescriptor_t wd;
-    cudnnConvolutionDescriptor_t cd;
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h), int(s.w)));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.oc), int(s.oh), int(s.ow)));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, int(pb_h), int(pb_w), int(s.sh), int(s.sw), 1, 1,
-                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH));  // FP32, no tensor cores
+    const cudnn_util::ConvDescriptors desc(s);
+    const cudnnTensorDescriptor_t xd = desc.x, yd = desc.y;
+    const cudnnFilterDescriptor_t wd = desc.w;
+    const cudnnConvolutionDescriptor_t cd = desc.conv;
     std::vector<float> w_ohwi(w.size());
     for (std::int64_t i = 0; i < s.kh; ++i)
         for (std::int64_t j = 0; j < s.kw; ++j)
@@ -228,10 +214,6 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
             return cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd, algo, ws, n,
                                                   &zero, wd, dwo.data());
         });
-    cudnnDestroyConvolutionDescriptor(cd);
-    cudnnDestroyFilterDescriptor(wd);
-    cudnnDestroyTensorDescriptor(yd);
-    cudnnDestroyTensorDescriptor(xd);
     if (f < 0 || d < 0 || g < 0) return false;
     algos = "cuDNN algorithms " + std::to_string(f) + "/" + std::to_string(d) + "/" + std::to_string(g);
     y = dyo.to_vector();
