@@ -180,8 +180,8 @@ void BM_conv_cudnn(benchmark::State& state) {
                 return cudnnFindConvolutionForwardAlgorithm(c.h, c.d.x, c.d.w, c.d.conv, c.d.y, 8, found, perf);
             },
             [&](auto a, void* ws, std::size_t bytes) {
-                return cudnnConvolutionForward(c.h, &one, c.d.x, x.data(), c.d.w, w.data(), c.d.conv, a, ws, bytes, &zero,
-                                               c.d.y, y.data());
+                return cudnnConvolutionForward(c.h, &one, c.d.x, x.data(), c.d.w, w.data(), c.d.conv, a, ws, bytes,
+                                               &zero, c.d.y, y.data());
             });
     else if (pass == 1)
         ok = time_fastest_fp32<cudnnConvolutionBwdDataAlgoPerf_t>(
@@ -190,8 +190,8 @@ void BM_conv_cudnn(benchmark::State& state) {
                 return cudnnFindConvolutionBackwardDataAlgorithm(c.h, c.d.w, c.d.y, c.d.conv, c.d.x, 8, found, perf);
             },
             [&](auto a, void* ws, std::size_t bytes) {
-                return cudnnConvolutionBackwardData(c.h, &one, c.d.w, w.data(), c.d.y, dy.data(), c.d.conv, a, ws, bytes,
-                                                    &zero, c.d.x, dx.data());
+                return cudnnConvolutionBackwardData(c.h, &one, c.d.w, w.data(), c.d.y, dy.data(), c.d.conv, a, ws,
+                                                    bytes, &zero, c.d.x, dx.data());
             });
     else
         ok = time_fastest_fp32<cudnnConvolutionBwdFilterAlgoPerf_t>(
@@ -200,8 +200,8 @@ void BM_conv_cudnn(benchmark::State& state) {
                 return cudnnFindConvolutionBackwardFilterAlgorithm(c.h, c.d.x, c.d.y, c.d.conv, c.d.w, 8, found, perf);
             },
             [&](auto a, void* ws, std::size_t bytes) {
-                return cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, x.data(), c.d.y, dy.data(), c.d.conv, a, ws, bytes,
-                                                      &zero, c.d.w, dw.data());
+                return cudnnConvolutionBackwardFilter(c.h, &one, c.d.x, x.data(), c.d.y, dy.data(), c.d.conv, a, ws,
+                                                      bytes, &zero, c.d.w, dw.data());
             });
     if (!ok) return;
     state.counters["TFLOP/s"] = benchmark::Counter(conv_flops(s) * 1e-12, benchmark::Counter::kIsIterationInvariantRate);

@@ -158,15 +158,13 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
     }();
     CUDNN_CHECK(cudnnSetStream(handle, cuda::current_stream()));
     const cudnn_util::ConvDescriptors desc(s);
-    const cudnnTensorDescriptor_t xd = desc.x, yd = desc.y;
-    const cudnnFilterDescriptor_t wd = desc.w;
-    const cudnnConvolutionDescriptor_t cd = desc.conv;
     std::vector<float> w_ohwi(w.size());
     for (std::int64_t i = 0; i < s.kh; ++i)
         for (std::int64_t j = 0; j < s.kw; ++j)
             for (std::int64_t c = 0; c < s.c; ++c)
                 for (std::int64_t o = 0; o < s.oc; ++o)
-                    w_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)] = w[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)];
+                    w_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)] =
+                        w[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)];
     auto dx_ = cuda_test::to_device(Shape{s.in_size()}, x);
     auto dw_ = cuda_test::to_device(Shape{s.kernel_size()}, w_ohwi);
     auto ddy = cuda_test::to_device(Shape{s.out_size()}, dy);
@@ -180,39 +178,43 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
     cudnnConvolutionBwdDataAlgoPerf_t bwd_data[16];
     cudnnConvolutionBwdFilterAlgoPerf_t bwd_filter[16];
     int n_fwd = 0, n_data = 0, n_filter = 0;
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, xd, wd, cd, yd, 16, &n_fwd, fwd));
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, wd, yd, cd, xd, 16, &n_data, bwd_data));
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, xd, yd, cd, wd, 16, &n_filter, bwd_filter));
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, desc.x, desc.w, desc.conv, desc.y, 16, &n_fwd, fwd));
+    CUDNN_CHECK(
+        cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, desc.w, desc.y, desc.conv, desc.x, 16, &n_data, bwd_data));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, desc.x, desc.y, desc.conv, desc.w, 16, &n_filter,
+                                                              bwd_filter));
     const int f = run_first_fp32(
         fwd, n_fwd,
         {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING, CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
          CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED},
-        [&](auto algo, std::size_t* n) { return cudnnGetConvolutionForwardWorkspaceSize(handle, xd, wd, cd, yd, algo, n); },
+        [&](auto algo, std::size_t* n) {
+            return cudnnGetConvolutionForwardWorkspaceSize(handle, desc.x, desc.w, desc.conv, desc.y, algo, n);
+        },
         [&](auto algo, void* ws, std::size_t n) {
-            return cudnnConvolutionForward(handle, &one, xd, dx_.data(), wd, dw_.data(), cd, algo, ws, n, &zero, yd,
-                                           dyo.data());
+            return cudnnConvolutionForward(handle, &one, desc.x, dx_.data(), desc.w, dw_.data(), desc.conv, algo, ws, n,
+                                           &zero, desc.y, dyo.data());
         });
     const int d = run_first_fp32(
         bwd_data, n_data,
         {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
          CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD, CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED},
         [&](auto algo, std::size_t* n) {
-            return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, wd, yd, cd, xd, algo, n);
+            return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, desc.w, desc.y, desc.conv, desc.x, algo, n);
         },
         [&](auto algo, void* ws, std::size_t n) {
-            return cudnnConvolutionBackwardData(handle, &one, wd, dw_.data(), yd, ddy.data(), cd, algo, ws, n, &zero,
-                                                xd, dxo.data());
+            return cudnnConvolutionBackwardData(handle, &one, desc.w, dw_.data(), desc.y, ddy.data(), desc.conv, algo,
+                                                ws, n, &zero, desc.x, dxo.data());
         });
     const int g = run_first_fp32(
         bwd_filter, n_filter,
         {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING,
          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED},
         [&](auto algo, std::size_t* n) {
-            return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, xd, yd, cd, wd, algo, n);
+            return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, desc.x, desc.y, desc.conv, desc.w, algo, n);
         },
         [&](auto algo, void* ws, std::size_t n) {
-            return cudnnConvolutionBackwardFilter(handle, &one, xd, dx_.data(), yd, ddy.data(), cd, algo, ws, n,
-                                                  &zero, wd, dwo.data());
+            return cudnnConvolutionBackwardFilter(handle, &one, desc.x, dx_.data(), desc.y, ddy.data(), desc.conv, algo,
+                                                  ws, n, &zero, desc.w, dwo.data());
         });
     if (f < 0 || d < 0 || g < 0) return false;
     algos = "cuDNN algorithms " + std::to_string(f) + "/" + std::to_string(d) + "/" + std::to_string(g);
@@ -224,7 +226,8 @@ bool cudnn_reference(const cpu::ConvShape& s, const std::vector<float>& x, const
         for (std::int64_t j = 0; j < s.kw; ++j)
             for (std::int64_t c = 0; c < s.c; ++c)
                 for (std::int64_t o = 0; o < s.oc; ++o)
-                    dw[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)] = dw_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)];
+                    dw[std::size_t(((i * s.kw + j) * s.c + c) * s.oc + o)] =
+                        dw_ohwi[std::size_t(((o * s.kh + i) * s.kw + j) * s.c + c)];
     return true;
 }
 #endif
